@@ -1,0 +1,179 @@
+"""``asyncfetch fetch``: options in, a FetchJob out; the work happens in cli/run.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .exit_codes import EXIT_USAGE
+from .job import FetchJob, parse_header
+
+
+def _headers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]
+    try:
+        return tuple(parse_header(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+
+
+def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_bytes()
+        except OSError as error:
+            raise click.BadParameter(f"cannot read {value[1:]}: {error.strerror}") from error
+    return value.encode()
+
+
+@click.command("fetch")
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+@click.option(
+    "--input-format",
+    type=click.Choice(["text", "jsonl", "csv"]),
+    help="Force the input format (default: detect).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Output file; .jsonl, .csv or .sqlite (default: JSONL on stdout).",
+)
+@click.option(
+    "--output-format",
+    type=click.Choice(["jsonl", "csv", "sqlite"]),
+    help="Force the output format.",
+)
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Requests in flight per host.",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), help="Global requests per second."
+)
+@click.option("-X", "--method", help="Method for URL lines (default GET, or POST with -d).")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    callback=_headers,
+    help="'Name: value', repeatable; added to every request.",
+)
+@click.option("-d", "--data", callback=_data, help="Body for URL lines; @FILE reads a file.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds per attempt, in total.",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds to connect.",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each read.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Retries after the first attempt.",
+)
+@click.option(
+    "--retry-non-idempotent",
+    is_flag=True,
+    help="Also retry POST/PATCH that may have reached the server.",
+)
+@click.option(
+    "--max-redirects",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="0 = do not follow redirects.",
+)
+@click.option(
+    "--body",
+    "body_mode",
+    type=click.Choice(["auto", "text", "base64", "none"]),
+    default="auto",
+    show_default=True,
+    help="How bodies appear in records.",
+)
+@click.option(
+    "--save-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save bodies as files here; records hold the path.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=0),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Bytes (decoded) per body; more gives too_large.",
+)
+@click.option("--include-headers", is_flag=True, help="Add response headers to records.")
+@click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option(
+    "--cacert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust this CA bundle (PEM).",
+)
+@click.option("--proxy", help="HTTP proxy URL.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "aiohttp", "fast"]),
+    default="aiohttp",
+    show_default=True,
+    help="HTTP engine.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress display (default: a bar when stderr is a terminal).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the summary as JSON here.",
+)
+@click.option("--fail-on-error", is_flag=True, help="Exit 1 when any request failed.")
+def fetch_command(**options: object) -> None:
+    """Fetch every request in INPUT (URL lines, JSONL specs or CSV; '-' = stdin).
+
+    Writes exactly one JSON record per input request. Exit codes: 0 done, 1 some requests
+    failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
+    """
+    job = FetchJob.from_options(options)
+    if not job.inputs:
+        if sys.stdin.isatty():
+            click.echo("asyncfetch: no INPUT given and stdin is a terminal; try --help", err=True)
+            sys.exit(EXIT_USAGE)
+        job = job.with_inputs(("-",))
+    from .run import run_fetch_job
+
+    sys.exit(run_fetch_job(job))

@@ -1,0 +1,98 @@
+"""FetchJob: the parsed options of one ``asyncfetch fetch`` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import (
+    BodyPolicy,
+    Limits,
+    RequestDefaults,
+    RetryPolicy,
+    Settings,
+    Timeouts,
+    TransportOptions,
+)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``'Name: value'`` → ``("Name", "value")``, as curl's -H takes it."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise ValueError(f"header must look like 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchJob:
+    inputs: tuple[str, ...]
+    input_format: str | None
+    output: str | None
+    output_format: str | None
+    concurrency: int
+    per_host: int
+    rate: float | None
+    method: str | None
+    headers: tuple[tuple[str, str], ...]
+    data: bytes | None
+    timeout: float
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    retry_non_idempotent: bool
+    max_redirects: int
+    body_mode: str
+    save_dir: Path | None
+    max_body: int
+    include_headers: bool
+    insecure: bool
+    cacert: Path | None
+    proxy: str | None
+    engine: str
+    progress: bool | None
+    quiet: bool
+    summary_json: Path | None
+    fail_on_error: bool
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> FetchJob:
+        return cls(**{**options, "inputs": tuple(options["inputs"])})
+
+    def with_inputs(self, inputs: tuple[str, ...]) -> FetchJob:
+        return replace(self, inputs=inputs)
+
+    def settings(self) -> Settings:
+        """Validated settings; raises ConfigError with a message for the user."""
+        return Settings(
+            limits=Limits(concurrency=self.concurrency, per_host=self.per_host, rate=self.rate),
+            timeouts=Timeouts(
+                total=self.timeout, connect=self.connect_timeout, read=self.read_timeout
+            ),
+            retry=RetryPolicy(
+                retries=self.retries, retry_non_idempotent=self.retry_non_idempotent
+            ),
+            body=BodyPolicy(
+                mode=self.body_mode,
+                max_body=self.max_body,
+                save_dir=self.save_dir,
+                include_headers=self.include_headers,
+            ),
+            transport=TransportOptions(
+                max_redirects=self.max_redirects,
+                insecure=self.insecure,
+                cacert=self.cacert,
+                proxy=self.proxy,
+            ),
+        )
+
+    def request_defaults(self) -> RequestDefaults:
+        method = self.method or ("POST" if self.data is not None else "GET")
+        return RequestDefaults(method=method.upper(), headers=self.headers, data=self.data)
+
+    @property
+    def progress_mode(self) -> str:
+        if self.quiet or self.progress is False:
+            return "off"
+        return "bar" if self.progress else "auto"

@@ -1,0 +1,180 @@
+"""Run a FetchJob: wire source → queue → engine → sink, handle signals, map errors to exits.
+
+This is the one place where library errors become exit codes and messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from ..config import Settings
+from ..engine import Runner
+from ..errors import ConfigError, InputError, OutputError, QueueError, ResumeError
+from ..eventloop import run_coroutine
+from ..executor import RequestExecutor, SaveBody
+from ..limits import GcraRateMeter
+from ..models import InvalidInput, Request, Response, RunStats
+from ..progress import ProgressReporter, summary_dict, summary_lines
+from ..queues.memory import MemoryQueue
+from ..stores import SinkStore
+from ..transport.factory import open_transport, resolve_engine
+from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .job import FetchJob
+
+
+def run_fetch_job(job: FetchJob, console: Console | None = None) -> int:
+    """Run ``job`` to completion; return the process exit code."""
+    console = console or Console(stderr=True)
+    try:
+        return run_coroutine(_fetch(job, console))
+    except (ConfigError, InputError, ResumeError) as error:
+        console.print(f"asyncfetch: {error}", highlight=False, markup=False)
+        return EXIT_USAGE
+    except (OutputError, QueueError) as error:
+        console.print(f"asyncfetch: fatal: {error}", highlight=False, markup=False)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+async def _chain(job: FetchJob) -> AsyncIterator[Request | InvalidInput]:
+    from ..sources import open_source
+
+    for path in job.inputs:
+        async for item in open_source(
+            path, input_format=job.input_format, defaults=job.request_defaults()
+        ):
+            yield item
+
+
+def _body_saver(settings: Settings) -> SaveBody | None:
+    if settings.body.save_dir is None:
+        return None
+    from ..sinks import BodyStore
+
+    store = BodyStore(settings.body.save_dir)
+
+    async def save(request: Request, response: Response) -> str:
+        return await store.save(
+            request.id, request.url, response.header("Content-Type"), response.body
+        )
+
+    return save
+
+
+async def _estimate_total(job: FetchJob, runner: Runner) -> None:
+    from ..sources import estimate_total
+
+    total = 0
+    for path in job.inputs:
+        count = await asyncio.to_thread(estimate_total, path, job.input_format)
+        if count is None:
+            return
+        total += count
+    runner.stats.total = total
+
+
+async def _fetch(job: FetchJob, console: Console) -> int:
+    from ..sinks import open_sink
+
+    settings = job.settings()
+    job.request_defaults()  # validates -X and -H before anything starts
+    engine = resolve_engine(job.engine, settings)
+    _check_inputs(job)
+    async with AsyncExitStack() as stack:
+        sink = open_sink(
+            job.output, output_format=job.output_format, include_headers=job.include_headers
+        )
+        store = SinkStore(sink)
+        stack.push_async_callback(store.aclose)
+        transport = open_transport(engine, settings)
+        stack.push_async_callback(transport.aclose)
+        queue = MemoryQueue(_chain(job), maxsize=settings.limits.concurrency * 2)
+        stack.push_async_callback(queue.aclose)
+        rate = settings.limits.rate
+        executor = RequestExecutor(
+            transport,
+            settings,
+            rate_limiter=GcraRateMeter(rate) if rate else None,
+            save_body=_body_saver(settings),
+        )
+        runner = Runner(queue, store, executor, concurrency=settings.limits.concurrency)
+        stats = await _run_with_signals(job, runner, console, settings.grace_period)
+        input_error = queue.feeder_error()
+        if input_error is not None:
+            raise input_error
+    return _finish(job, runner, stats, console, engine)
+
+
+def _check_inputs(job: FetchJob) -> None:
+    from pathlib import Path
+
+    for path in job.inputs:
+        if path != "-" and not Path(path).exists():
+            raise InputError(f"input file not found: {path}")
+
+
+async def _run_with_signals(
+    job: FetchJob, runner: Runner, console: Console, grace_period: float
+) -> RunStats:
+    loop = asyncio.get_running_loop()
+    handler = _signal_handler(runner, console, grace_period, quiet=job.quiet)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, handler)
+    estimator = asyncio.create_task(_estimate_total(job, runner))
+    try:
+        async with ProgressReporter(runner.stats.snapshot, console, mode=job.progress_mode):
+            return await runner.run()
+    finally:
+        estimator.cancel()
+        await asyncio.gather(estimator, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _signal_handler(
+    runner: Runner, console: Console, grace_period: float, *, quiet: bool
+) -> Callable[[], None]:
+    def on_signal() -> None:
+        if not runner.stopping:
+            if not quiet:
+                console.print(
+                    "asyncfetch: stopping; finishing requests in flight"
+                    f" (up to {grace_period:.0f} s). Press Ctrl-C again to abort them.",
+                    highlight=False,
+                )
+            runner.stop(grace_period)
+        else:
+            runner.cancel()
+
+    return on_signal
+
+
+def _finish(job: FetchJob, runner: Runner, stats: RunStats, console: Console, engine: str) -> int:
+    extra: dict[str, Any] = {"engine": engine}
+    if runner.stopping:
+        extra["interrupted"] = True
+    if job.summary_json is not None:
+        try:
+            job.summary_json.write_bytes(
+                orjson.dumps(summary_dict(stats, extra), option=orjson.OPT_INDENT_2)
+            )
+        except OSError as error:
+            raise OutputError(
+                f"cannot write summary {job.summary_json}: {error.strerror}"
+            ) from error
+    if not job.quiet:
+        for line in summary_lines(stats, extra):
+            console.print(f"asyncfetch: {line}", highlight=False, markup=False)
+    if runner.stopping:
+        return EXIT_INTERRUPTED
+    if job.fail_on_error and stats.failed:
+        return EXIT_FAILURES
+    return EXIT_OK

@@ -1,0 +1,114 @@
+"""The asyncfetch error tree and the error kinds written into result records.
+
+    AsyncfetchError
+    ├── ConfigError         invalid settings or options (CLI exit 2)
+    ├── InputError          one bad input line; becomes an ``invalid_input`` record
+    ├── OutputError         results cannot be written (CLI exit 3)
+    ├── ResumeError         a journal that does not match the run being resumed (CLI exit 2)
+    ├── QueueError          the shared work queue failed (CLI exit 3)
+    └── TransportError      one attempt of one request failed; carries an ErrorKind
+        ├── DNSError, ConnectError, TLSError          never reached the server
+        ├── TimeoutError_, ReadError, ProtocolError   may have reached the server
+        ├── TooLargeError                             body over the configured cap
+        └── RedirectError                             loop, limit or unsafe target
+
+Transports map their library's exceptions onto this tree once, at their boundary, with
+``raise ... from exc``; nothing above them sees aiohttp or socket exceptions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """The ``error.kind`` of a result record. Every failure maps to exactly one."""
+
+    INVALID_INPUT = "invalid_input"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    READ = "read"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too_large"
+    REDIRECT = "redirect"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+class AsyncfetchError(Exception):
+    """Base of every error asyncfetch raises on purpose."""
+
+
+class ConfigError(AsyncfetchError, ValueError):
+    """A setting or option is invalid; the message says how to fix it."""
+
+
+class InputError(AsyncfetchError, ValueError):
+    """One input line cannot be turned into a request."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class OutputError(AsyncfetchError):
+    """Results cannot be written (disk full, permission denied, closed pipe...)."""
+
+
+class ResumeError(AsyncfetchError):
+    """The journal on disk does not belong to the run being resumed."""
+
+
+class QueueError(AsyncfetchError):
+    """The shared work queue is unreachable or inconsistent."""
+
+
+class TransportError(AsyncfetchError):
+    """One attempt failed. ``may_have_been_sent`` drives the retry rules of RFC 9110."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+    may_have_been_sent: bool = True
+
+    def __init__(self, message: str, *, may_have_been_sent: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if may_have_been_sent is not None:
+            self.may_have_been_sent = may_have_been_sent
+
+
+class DNSError(TransportError):
+    kind = ErrorKind.DNS
+    may_have_been_sent = False
+
+
+class ConnectError(TransportError):
+    kind = ErrorKind.CONNECT
+    may_have_been_sent = False
+
+
+class TLSError(TransportError):
+    kind = ErrorKind.TLS
+    may_have_been_sent = False
+
+
+class TimeoutError_(TransportError):
+    kind = ErrorKind.TIMEOUT
+
+
+class ReadError(TransportError):
+    kind = ErrorKind.READ
+
+
+class ProtocolError(TransportError):
+    kind = ErrorKind.PROTOCOL
+
+
+class TooLargeError(TransportError):
+    kind = ErrorKind.TOO_LARGE
+
+
+class RedirectError(TransportError):
+    kind = ErrorKind.REDIRECT

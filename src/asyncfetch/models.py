@@ -1,0 +1,227 @@
+"""Plain data that flows through the pipeline: requests in, results out.
+
+Nothing here does I/O or imports the rest of asyncfetch, so every layer can use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = tuple[tuple[str, str], ...]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def request_id(method: str, url: str, body: bytes | None) -> str:
+    """A stable id for a request that has none: the same request always gets the same id."""
+    digest = hashlib.sha256()
+    digest.update(method.upper().encode())
+    digest.update(b" ")
+    digest.update(url.encode("utf-8", "surrogateescape"))
+    digest.update(b"\n")
+    digest.update(body or b"")
+    return digest.hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to make. Build it with :meth:`create` to get a stable id."""
+
+    url: str
+    method: str = "GET"
+    headers: Headers = ()
+    body: bytes | None = None
+    id: str = ""
+    line: int | None = None
+    meta: Any = None
+
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Headers | dict[str, str] = (),
+        body: bytes | None = None,
+        id: str | None = None,
+        line: int | None = None,
+        meta: Any = None,
+    ) -> Request:
+        method = method.upper()
+        header_pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+        return cls(
+            url=url,
+            method=method,
+            headers=header_pairs,
+            body=body,
+            id=id if id else request_id(method, url, body),
+            line=line,
+            meta=meta,
+        )
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in IDEMPOTENT_METHODS
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidInput:
+    """An input line that could not become a request; it still gets exactly one record."""
+
+    line: int | None
+    message: str
+    raw: str = ""
+    id: str = ""
+    meta: Any = None
+
+    @property
+    def record_id(self) -> str:
+        if self.id:
+            return self.id
+        return "invalid-" + request_id("INVALID", f"{self.line}:{self.raw}", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a transport returns for one hop (no redirect following)."""
+
+    status: int
+    url: str
+    headers: Headers
+    body: bytes
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    queued_ms: float = 0.0
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BodyField:
+    """How the body appears in the record: key is ``body``, ``body_b64`` or ``path``."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The one final record of one request (schema v1). Values are already redacted."""
+
+    id: str
+    line: int | None
+    method: str
+    url: str
+    final_url: str | None
+    status: int | None
+    error: ErrorInfo | None
+    attempts: int
+    timings: Timings
+    bytes: int
+    sha256: str | None
+    content_type: str | None
+    started_at: str
+    headers: Headers | None = None
+    body: BodyField | None = None
+    meta: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and self.status < 400
+
+    def to_record(self) -> dict[str, Any]:
+        """The record as a dict in the stable key order of schema v1."""
+        record: dict[str, Any] = {
+            "id": self.id,
+            "line": self.line,
+            "method": self.method,
+            "url": self.url,
+            "final_url": self.final_url,
+            "status": self.status,
+            "ok": self.ok,
+            "error": None
+            if self.error is None
+            else {"kind": self.error.kind, "message": self.error.message},
+            "attempts": self.attempts,
+            "timings": {
+                "queued_ms": self.timings.queued_ms,
+                "connect_ms": self.timings.connect_ms,
+                "ttfb_ms": self.timings.ttfb_ms,
+                "total_ms": self.timings.total_ms,
+            },
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+        }
+        if self.headers is not None:
+            record["headers"] = dict(self.headers)
+        if self.body is not None:
+            record[self.body.key] = self.body.value
+        record["meta"] = self.meta
+        record["started_at"] = self.started_at
+        return record
+
+
+RECORD_FIELDS = (
+    "id",
+    "line",
+    "method",
+    "url",
+    "final_url",
+    "status",
+    "ok",
+    "error",
+    "attempts",
+    "timings",
+    "bytes",
+    "sha256",
+    "content_type",
+    "headers",
+    "body",
+    "body_b64",
+    "path",
+    "meta",
+    "started_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """A snapshot of a run's progress; cheap to take, safe to hand to another task."""
+
+    elapsed_s: float
+    total: int | None
+    done: int
+    ok: int
+    failed: int
+    in_flight: int
+    retries: int
+    skipped: int = 0
+    duplicates: int = 0
+    by_status_class: dict[str, int] = field(default_factory=dict)
+    by_error_kind: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0

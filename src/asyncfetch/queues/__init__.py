@@ -1,0 +1,1 @@
+"""Work queues: where workers take requests from (in-process or Redis Streams)."""

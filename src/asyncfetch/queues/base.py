@@ -1,0 +1,48 @@
+"""The WorkQueue and ResultStore protocols that the engine runs between.
+
+The engine takes WorkItems from a WorkQueue, turns each into exactly one final Result,
+and hands batches of (item, result) to a ResultStore, which makes them durable and, for a
+shared queue, acknowledges them. Splitting the two lets the same engine run over a local
+file (memory queue + sink) or a Redis job (stream + results stream + XACK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..models import InvalidInput, Request, Result
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One unit of work. ``token`` is the queue's own handle (a Redis entry id, say)."""
+
+    request: Request | InvalidInput
+    enqueued_at: float
+    token: str | None = None
+    deliveries: int = 1
+
+
+class WorkQueue(Protocol):
+    async def get(self) -> WorkItem | None:
+        """The next item, waiting if none is ready; None once there is no more work."""
+        ...
+
+    def stop(self) -> None:
+        """Hand out no new work (graceful shutdown); pending get() calls return None."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+Completed = tuple[WorkItem, Result]
+
+
+class ResultStore(Protocol):
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        """Make the results durable (and acknowledge their items) before returning."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,39 @@
+"""ResultStores for local runs: into a Sink, or into a channel a caller iterates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from .models import Result
+from .queues.base import Completed
+from .sinks.base import Sink
+
+
+class SinkStore:
+    """Commits results to a Sink and flushes after each batch so readers see them soon."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        await self._sink.write([result for _item, result in batch])
+        await self._sink.flush()
+
+    async def aclose(self) -> None:
+        await self._sink.flush(durable=True)
+        await self._sink.aclose()
+
+
+class ChannelStore:
+    """Hands results to a consumer through a bounded channel (back-pressure included)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.channel: asyncio.Queue[Result | None] = asyncio.Queue(maxsize)
+
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        for _item, result in batch:
+            await self.channel.put(result)
+
+    async def aclose(self) -> None:
+        await self.channel.put(None)

@@ -1,0 +1,1 @@
+"""Transports send one HTTP hop. ``base`` holds the protocol; engines live beside it."""

@@ -1,0 +1,28 @@
+"""The Transport protocol: send one hop, map every failure onto the error tree."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..config import Timeouts
+from ..models import Request, Response
+
+
+class Transport(Protocol):
+    """Sends one request without following redirects.
+
+    Implementations must raise only :class:`asyncfetch.errors.TransportError` subclasses
+    for request failures, read at most ``max_body`` decoded bytes (raising TooLargeError
+    beyond), and honour ``timeouts.connect`` and ``timeouts.read``. The caller bounds the
+    whole attempt with ``timeouts.total``.
+    """
+
+    name: str
+
+    async def send(self, request: Request, *, timeouts: Timeouts, max_body: int) -> Response:
+        """Send ``request`` once and return the response with its (decoded) body."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        ...

@@ -1,0 +1,44 @@
+"""Choose a transport for a run: ``aiohttp``, ``fast`` or ``auto``."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import ConfigError
+from .base import Transport
+
+ENGINES = ("auto", "aiohttp", "fast")
+
+
+def _fast_supports(settings: Settings) -> bool:
+    try:
+        from .fast import FastTransport
+    except ImportError:
+        return False
+    return bool(FastTransport.supports(settings.transport))
+
+
+def resolve_engine(engine: str, settings: Settings) -> str:
+    """The engine a run will use: ``auto`` picks fast when it supports the run's options."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "auto":
+        return "fast" if _fast_supports(settings) else "aiohttp"
+    if engine == "fast" and not _fast_supports(settings):
+        raise ConfigError("the fast engine cannot serve this run (a proxy?); use --engine aiohttp")
+    return engine
+
+
+def open_transport(engine: str, settings: Settings) -> Transport:
+    """A new transport for ``engine`` (already resolved), sized by the run's limits."""
+    limits = settings.limits
+    if engine == "fast":
+        from .fast import FastTransport
+
+        return FastTransport(settings.transport, per_host_connections=limits.per_host)
+    from .aiohttp import AiohttpTransport
+
+    return AiohttpTransport(
+        settings.transport,
+        concurrency=limits.concurrency,
+        per_host_connections=limits.per_host,
+    )

@@ -1,0 +1,69 @@
+"""Redirect following, shared by every transport so both engines obey the same rules.
+
+Rules (as browsers, curl -L and requests do): 303, and 301/302 after a POST, become GET
+without a body; 307/308 keep method and body. Only http and https targets are followed.
+Credentials (Authorization, Cookie, Proxy-Authorization, URL userinfo) are dropped when
+the target is another origin, so a redirect cannot hand a token to another host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urljoin, urlsplit
+
+from ..config import Timeouts
+from ..errors import RedirectError
+from ..models import Request, Response
+from ..redact import redact_url
+from .base import Transport
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = 443 if parts.scheme == "https" else 80
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
+
+
+def next_request(request: Request, response: Response) -> Request:
+    """The request to send after a redirect response; RedirectError if it must not be."""
+    location = response.header("Location")
+    if not location:
+        raise RedirectError(f"{response.status} redirect without a Location header")
+    target = urljoin(request.url, location.strip())
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise RedirectError(f"refusing redirect to a {scheme or 'relative'}: URL")
+    method, body, headers = request.method, request.body, request.headers
+    if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+        method = "GET" if method != "HEAD" else "HEAD"
+        body = None
+        headers = tuple(h for h in headers if h[0].lower() not in _BODY_HEADERS)
+    if _origin(target) != _origin(request.url):
+        headers = tuple(h for h in headers if h[0].lower() not in _CREDENTIAL_HEADERS)
+    return replace(request, url=target, method=method, body=body, headers=headers)
+
+
+async def send_following(
+    transport: Transport,
+    request: Request,
+    *,
+    timeouts: Timeouts,
+    max_body: int,
+    max_redirects: int,
+) -> Response:
+    """Send ``request`` and follow up to ``max_redirects`` redirects (0 = none)."""
+    seen = {(request.method, request.url)}
+    current = request
+    for _hop in range(max_redirects + 1):
+        response = await transport.send(current, timeouts=timeouts, max_body=max_body)
+        if response.status not in REDIRECT_STATUSES or max_redirects == 0:
+            return response
+        current = next_request(current, response)
+        if (current.method, current.url) in seen:
+            raise RedirectError(f"redirect loop back to {redact_url(current.url)}")
+        seen.add((current.method, current.url))
+    raise RedirectError(f"more than {max_redirects} redirects")

@@ -1,0 +1,178 @@
+"""A real aiohttp test server whose handlers record what they saw.
+
+Concurrency is proven by what the server observes (peak in-flight requests, arrival
+order), never by wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Recorder:
+    in_flight: int = 0
+    peak: int = 0
+    in_flight_by_host: Counter[str] = field(default_factory=Counter)
+    peak_by_host: Counter[str] = field(default_factory=Counter)
+    requests: list[Seen] = field(default_factory=list)
+    counters: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def hits(self, path: str) -> int:
+        return sum(1 for seen in self.requests if seen.path == path)
+
+
+def build_app(recorder: Recorder) -> web.Application:
+    @web.middleware
+    async def record(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        host = request.host.rsplit(":", 1)[0]
+        recorder.requests.append(
+            Seen(
+                request.method,
+                request.path,
+                dict(request.headers),
+                await request.read(),
+                time.monotonic(),
+            )
+        )
+        recorder.in_flight += 1
+        recorder.in_flight_by_host[host] += 1
+        recorder.peak = max(recorder.peak, recorder.in_flight)
+        recorder.peak_by_host[host] = max(
+            recorder.peak_by_host[host], recorder.in_flight_by_host[host]
+        )
+        try:
+            return await handler(request)
+        finally:
+            recorder.in_flight -= 1
+            recorder.in_flight_by_host[host] -= 1
+
+    app = web.Application(middlewares=[record])
+    app.router.add_route("*", "/ok", ok)
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/status/{code}", status)
+    app.router.add_get("/delay/{ms}", delay)
+    app.router.add_get("/never", never)
+    app.router.add_get("/bytes/{n}", many_bytes)
+    app.router.add_get("/binary", binary)
+    app.router.add_route("*", "/redirect/{n}", redirect_chain)
+    app.router.add_route("*", "/redirect-to", redirect_to)
+    app.router.add_get("/loop", loop)
+    app.router.add_route("*", "/flaky/{key}/{failures}/{code}", flaky(recorder))
+    app.router.add_get("/retry-after/{key}/{value}", retry_after(recorder))
+    return app
+
+
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "headers": dict(request.headers),
+            "body": body.decode("utf-8", "replace"),
+        }
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), text="status")
+
+
+async def delay(request: web.Request) -> web.Response:
+    await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+    return web.Response(text="slept")
+
+
+async def never(request: web.Request) -> web.Response:
+    await asyncio.sleep(3600)
+    return web.Response(text="too late")
+
+
+async def many_bytes(request: web.Request) -> web.Response:
+    return web.Response(body=b"x" * int(request.match_info["n"]), content_type="text/plain")
+
+
+async def binary(request: web.Request) -> web.Response:
+    return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
+
+
+async def redirect_chain(request: web.Request) -> web.Response:
+    remaining = int(request.match_info["n"])
+    if remaining == 0:
+        return await echo(request)
+    raise web.HTTPFound(f"/redirect/{remaining - 1}")
+
+
+async def redirect_to(request: web.Request) -> web.Response:
+    code = int(request.query.get("code", "302"))
+    return web.Response(status=code, headers={"Location": request.query["url"]})
+
+
+async def loop(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/loop")
+
+
+def flaky(recorder: Recorder) -> web.Handler:
+    """Fails ``failures`` times with ``code`` for each key, then answers 200."""
+
+    async def handler(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        recorder.counters[key] += 1
+        if recorder.counters[key] <= int(request.match_info["failures"]):
+            return web.Response(status=int(request.match_info["code"]), text="fail")
+        return web.Response(text="recovered")
+
+    return handler
+
+
+def retry_after(recorder: Recorder) -> web.Handler:
+    """429 with the given Retry-After once per key, then 200."""
+
+    async def handler(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        recorder.counters[key] += 1
+        if recorder.counters[key] == 1:
+            value = request.match_info["value"].replace("_", " ")
+            return web.Response(status=429, headers={"Retry-After": value})
+        return web.Response(text="after")
+
+    return handler
+
+
+class RecordingServer:
+    """Starts the app on 127.0.0.1 (a free port); ``url(path)`` builds request URLs."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self._runner = web.AppRunner(build_app(self.recorder), shutdown_timeout=0.5)
+        self.port = 0
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
