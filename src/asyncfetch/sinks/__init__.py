@@ -1,0 +1,75 @@
+"""Result writers: JSONL, CSV and SQLite records, and response bodies saved to files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError
+from .base import Sink
+from .bodies import BodyStore
+from .csv import CsvSink
+from .jsonl import JsonlSink
+from .sqlite import SqliteSink
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "BodyStore",
+    "CsvSink",
+    "JsonlSink",
+    "Sink",
+    "SqliteSink",
+    "open_sink",
+]
+
+OUTPUT_FORMATS = ("jsonl", "csv", "sqlite")
+_FORMAT_BY_SUFFIX = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".sqlite": "sqlite",
+    ".sqlite3": "sqlite",
+    ".db": "sqlite",
+}
+
+
+def _resolve_format(path: str | None, output_format: str | None) -> str:
+    if output_format is not None:
+        if output_format not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}"
+            )
+        return output_format
+    if path is None:
+        return "jsonl"
+    return _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "jsonl")
+
+
+def open_sink(
+    path: str | os.PathLike[str] | None,
+    *,
+    output_format: str | None = None,
+    include_headers: bool = False,
+    append: bool = False,
+) -> Sink:
+    """Open the sink for ``path``; None or ``"-"`` means stdout (JSONL unless told).
+
+    The format is ``output_format`` when given, else guessed from the extension
+    (``.csv``, ``.sqlite``/``.sqlite3``/``.db``; anything else is JSONL). ``append=False``
+    truncates an existing file, ``append=True`` adds to it (resume). Raises ConfigError
+    for an unknown format and OutputError when the file cannot be opened.
+    """
+    target = None if path is None or os.fspath(path) == "-" else os.fspath(path)
+    chosen = _resolve_format(target, output_format)
+    if target is None:
+        if chosen == "sqlite":
+            raise ConfigError("sqlite output needs a file path, not stdout; e.g. -o results.db")
+        if chosen == "csv":
+            return CsvSink.stdout(include_headers=include_headers)
+        return JsonlSink.stdout()
+    if chosen == "csv":
+        return CsvSink.open(target, include_headers=include_headers, append=append)
+    if chosen == "sqlite":
+        return SqliteSink(target, append=append)
+    return JsonlSink.open(target, append=append)

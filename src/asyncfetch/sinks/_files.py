@@ -1,0 +1,171 @@
+"""A buffered, append-only byte writer shared by the line-oriented sinks (JSONL, CSV).
+
+Callers hand it whole lines; it writes them in batches, off the event loop when a batch
+is large or the target may block (a pipe), and never leaves a torn line behind in a
+regular file: a failed write is cut back to the last committed length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import OutputError
+
+DEFAULT_BATCH_BYTES = 1024 * 1024
+# Below this a write to a regular file takes microseconds; a thread hop would cost more.
+INLINE_WRITE_BYTES = 64 * 1024
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The human part of an OSError (``No space left on device``), without the errno."""
+    if isinstance(exc, BrokenPipeError):
+        return "the reader closed the pipe (broken pipe)"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def open_output(path: Path, *, append: bool) -> BinaryIO:
+    """Open ``path`` for writing bytes, unbuffered; OSError becomes OutputError."""
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot open output file {path}: directory {path.parent} not found")
+    try:
+        return open(path, "ab" if append else "wb", buffering=0)
+    except OSError as exc:
+        raise OutputError(f"cannot open output file {path}: {describe_os_error(exc)}") from exc
+
+
+def stdout_stream() -> BinaryIO:
+    """The process's binary stdout, looked up at call time (tests swap ``sys.stdout``)."""
+    return sys.stdout.buffer
+
+
+def _is_regular_file(stream: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        # Captured or in-memory streams have no descriptor: treat them like a pipe.
+        return False
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    # Unbuffered files may accept part of the data; loop until all of it is written.
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that would block: not ours to spin on
+            raise BlockingIOError("output stream would block")
+        view = view[written:]
+    stream.flush()
+
+
+class FileWriter:
+    """Buffers whole lines and writes them to one stream in order."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        name: str,
+        *,
+        owns_stream: bool,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        self._stream = stream
+        self._name = name
+        self._owns_stream = owns_stream
+        self._batch_bytes = batch_bytes
+        self._regular = _is_regular_file(stream)
+        self._position = os.fstat(stream.fileno()).st_size if self._regular else 0
+        self._buffer = bytearray()
+        self._lock = asyncio.Lock()
+        self._failure: OutputError | None = None
+        self._closed = False
+        self._threaded_write: asyncio.Future[None] | None = None
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file known to be written (the size after the last flush)."""
+        return self._position
+
+    def append(self, data: bytes) -> bool:
+        """Buffer whole lines; True when the buffer is large enough to be written out."""
+        self._check_usable()
+        self._buffer += data
+        return len(self._buffer) >= self._batch_bytes
+
+    async def flush(self, *, durable: bool = False) -> None:
+        """Write the buffer; with ``durable``, fsync before returning."""
+        self._check_usable()
+        async with self._lock:
+            await self._settle()
+            self._check_usable()
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            if not data and not (durable and self._regular):
+                return
+            if self._regular and len(data) <= INLINE_WRITE_BYTES and not durable:
+                self._commit(data, durable=False)
+                return
+            # Shielded: if our caller is cancelled the thread still finishes the write,
+            # and the next flush or close waits for it instead of writing alongside it.
+            self._threaded_write = asyncio.ensure_future(
+                asyncio.to_thread(self._commit, data, durable=durable)
+            )
+            await asyncio.shield(self._threaded_write)
+            self._threaded_write = None
+
+    async def aclose(self) -> None:
+        """Flush what is buffered and close the stream if it is ours (never stdout)."""
+        if self._closed:
+            return
+        try:
+            if self._failure is None:
+                await self.flush()
+        finally:
+            await self._settle()
+            self._closed = True
+            if self._owns_stream:
+                self._stream.close()
+
+    async def _settle(self) -> None:
+        """Wait for a threaded write left running by a cancelled flush."""
+        pending, self._threaded_write = self._threaded_write, None
+        if pending is None:
+            return
+        await asyncio.wait({pending})
+        if not pending.cancelled():
+            # Its OutputError, if any, is already kept in self._failure; this only marks
+            # the exception as retrieved so asyncio does not log it a second time.
+            pending.exception()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise OutputError(f"cannot write to {self._name}: the sink is closed")
+        if self._failure is not None:
+            raise OutputError(f"cannot write to {self._name}: an earlier write failed")
+
+    def _commit(self, data: bytes, *, durable: bool) -> None:
+        try:
+            _write_all(self._stream, data)
+            if durable and self._regular:
+                os.fsync(self._stream.fileno())
+        except OSError as exc:
+            message = f"cannot write results to {self._name}: {describe_os_error(exc)}"
+            self._failure = OutputError(message + self._cut_back())
+            raise self._failure from exc
+        self._position += len(data)
+
+    def _cut_back(self) -> str:
+        """Truncate to the committed length; returns a note for the error message."""
+        # A partial write leaves half a line; remove it so the file ends on a record
+        # boundary. Pipes and devices cannot be truncated, and what they got is gone.
+        if not self._regular:
+            return ""
+        try:
+            self._stream.truncate(self._position)
+        except OSError as exc:
+            return f" (and it may end with a partial line: {describe_os_error(exc)})"
+        return ""

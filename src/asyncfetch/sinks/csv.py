@@ -1,0 +1,150 @@
+"""CSV: one flat row per record, nested parts unfolded, JSON for ``headers`` and ``meta``.
+
+Values holding newlines are quoted (RFC 4180), so they round-trip through any CSV reader
+that is opened with ``newline=""``. ``None`` is written as an empty cell, booleans as
+``true``/``false``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from ..errors import ConfigError, OutputError
+from ..models import Result
+from ._files import (
+    DEFAULT_BATCH_BYTES,
+    FileWriter,
+    describe_os_error,
+    open_output,
+    stdout_stream,
+)
+from ._records import FlatValue, flat_columns, flatten
+
+
+def _cell(value: FlatValue) -> str | int | float:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _existing_header(path: Path) -> list[str] | None:
+    """The first row of a non-empty CSV file at ``path``, or None when there is none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as existing:
+            return next(csv.reader(existing), None)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"cannot read output file {path}: {describe_os_error(exc)}") from exc
+
+
+def _check_header(path: Path, columns: tuple[str, ...]) -> None:
+    header = _existing_header(path)
+    if header is not None and tuple(header) != columns:
+        # Appending rows under a different header would shift every column silently.
+        raise ConfigError(
+            f"cannot append to {path}: its columns differ from this run's "
+            "(was it written with a different include_headers setting?)"
+        )
+
+
+class CsvSink:
+    """Writes records as CSV rows to a file or to stdout; the header row is written once."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        name: str,
+        owns_stream: bool,
+        include_headers: bool = False,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        self._writer = FileWriter(stream, name, owns_stream=owns_stream, batch_bytes=batch_bytes)
+        self._include_headers = include_headers
+        self._columns = flat_columns(include_headers=include_headers)
+        self._text = io.StringIO()
+        self._csv = csv.writer(self._text, lineterminator="\r\n")
+        if self._writer.position == 0:
+            self._writer.append(self._encode_rows([self._columns]))
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        include_headers: bool = False,
+        append: bool = False,
+    ) -> CsvSink:
+        """A sink writing to ``path``: truncated, or appended to when ``append``."""
+        target = Path(path)
+        if append:
+            _check_header(target, flat_columns(include_headers=include_headers))
+        stream = open_output(target, append=append)
+        return cls(stream, name=str(target), owns_stream=True, include_headers=include_headers)
+
+    @classmethod
+    def stdout(cls, *, include_headers: bool = False) -> CsvSink:
+        """A sink writing to ``sys.stdout.buffer``, which it never closes."""
+        return cls(
+            stdout_stream(), name="stdout", owns_stream=False, include_headers=include_headers
+        )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The header row, in order."""
+        return self._columns
+
+    @property
+    def position(self) -> int:
+        """The committed byte length of the output after the last flush."""
+        return self._writer.position
+
+    async def size(self) -> int:
+        """Same as :attr:`position`; an async method shared with the SQLite sink."""
+        return self._writer.position
+
+    async def write(self, results: Sequence[Result]) -> None:
+        """Buffer the rows; write them out once a batch has accumulated."""
+        rows = [self._row(result) for result in results]
+        if self._writer.append(self._encode_rows(rows)):
+            await self._writer.flush()
+
+    async def flush(self, *, durable: bool = False) -> None:
+        """Write everything buffered; with ``durable``, fsync before returning."""
+        await self._writer.flush(durable=durable)
+
+    async def aclose(self) -> None:
+        """Flush and close (stdout is flushed but left open)."""
+        await self._writer.aclose()
+
+    async def __aenter__(self) -> CsvSink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _row(self, result: Result) -> list[str | int | float]:
+        flat = flatten(result.to_record(), include_headers=self._include_headers)
+        return [_cell(flat[column]) for column in self._columns]
+
+    def _encode_rows(self, rows: Sequence[Sequence[str | int | float]]) -> bytes:
+        self._csv.writerows(rows)
+        text = self._text.getvalue()
+        self._text.seek(0)
+        self._text.truncate()
+        # Lone surrogates (from surrogateescape-decoded URLs) are not UTF-8: escape them.
+        return text.encode("utf-8", "backslashreplace")

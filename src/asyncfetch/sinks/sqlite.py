@@ -1,0 +1,191 @@
+"""SQLite: table ``results`` with the flat columns plus ``record``, the full JSON record.
+
+``id`` is the primary key and rows are written with ``INSERT OR REPLACE``, so a later
+record for the same request replaces the earlier one (``--retry-failed`` relies on it).
+The schema is fixed: the ``headers`` column always exists and is NULL for records that
+carry no headers.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each flush commits
+one transaction, which survives a crash of the process. ``flush(durable=True)`` commits
+with ``synchronous=FULL`` (or checkpoints when nothing is pending), which also survives a
+power loss.
+
+sqlite3 blocks, so every call runs on one dedicated worker thread: the event loop never
+waits on the disk and the connection is only ever used by the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from ..errors import OutputError
+from ..models import Result
+from ._records import FlatValue, dumps, flat_columns, flatten
+
+T = TypeVar("T")
+
+DEFAULT_BATCH_ROWS = 1000
+COLUMNS = (*flat_columns(include_headers=True), "record")
+_TYPES = {
+    "line": "INTEGER",
+    "status": "INTEGER",
+    "ok": "INTEGER",
+    "attempts": "INTEGER",
+    "queued_ms": "REAL",
+    "connect_ms": "REAL",
+    "ttfb_ms": "REAL",
+    "total_ms": "REAL",
+    "bytes": "INTEGER",
+}
+_CREATE = "CREATE TABLE IF NOT EXISTS results ({})".format(
+    ", ".join(
+        "id TEXT PRIMARY KEY" if name == "id" else f"{name} {_TYPES.get(name, 'TEXT')}"
+        for name in COLUMNS
+    )
+)
+_INSERT = "INSERT OR REPLACE INTO results ({}) VALUES ({})".format(
+    ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS)
+)
+
+
+def _row(result: Result) -> tuple[FlatValue, ...]:
+    record = result.to_record()
+    flat = flatten(record, include_headers=True)
+    flat["record"] = dumps(record).decode("utf-8")
+    return tuple(flat[name] for name in COLUMNS)
+
+
+class SqliteSink:
+    """Writes records into a SQLite database, replacing earlier records with the same id."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        append: bool = False,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
+        self._path = Path(path)
+        self._batch_rows = batch_rows
+        self._pending: list[tuple[FlatValue, ...]] = []
+        self._unsynced = False
+        self._closed = False
+        self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asyncfetch-sqlite")
+        try:
+            # Opening is rare and must fail loudly at once, so it waits for the thread.
+            self._connection = self._executor.submit(self._connect, append).result()
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def size(self) -> int:
+        """The number of rows committed to the ``results`` table."""
+        self._check_open()
+        row = await self._call(
+            lambda: self._connection.execute("SELECT COUNT(*) FROM results").fetchone()
+        )
+        return int(row[0])
+
+    async def write(self, results: Sequence[Result]) -> None:
+        """Buffer the rows; commit them once a batch has accumulated."""
+        self._check_open()
+        self._pending.extend(_row(result) for result in results)
+        if len(self._pending) >= self._batch_rows:
+            await self.flush()
+
+    async def flush(self, *, durable: bool = False) -> None:
+        """Commit everything buffered; with ``durable``, make it survive a power loss."""
+        self._check_open()
+        async with self._lock:
+            rows, self._pending = self._pending, []
+            if rows or (durable and self._unsynced):
+                await self._call(lambda: self._commit(rows, durable=durable))
+
+    async def aclose(self) -> None:
+        """Commit what is buffered, close the database and stop the worker thread."""
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            try:
+                await self._call(self._connection.close)
+            finally:
+                # The thread is idle by now (its last job has returned), so this is quick.
+                self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> SqliteSink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OutputError(f"cannot write to {self._path}: the sink is closed")
+
+    async def _call(self, function: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, function)
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write results to {self._path}: {exc}") from exc
+
+    def _connect(self, append: bool) -> sqlite3.Connection:
+        if not self._path.parent.is_dir():
+            raise OutputError(
+                f"cannot open output file {self._path}: directory {self._path.parent} not found"
+            )
+        try:
+            connection = sqlite3.connect(self._path)
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot open output file {self._path}: {exc}") from exc
+        try:
+            self._prepare(connection, append)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise OutputError(f"cannot open output file {self._path}: {exc}") from exc
+        return connection
+
+    @staticmethod
+    def _prepare(connection: sqlite3.Connection, append: bool) -> None:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        with connection:
+            if not append:
+                connection.execute("DROP TABLE IF EXISTS results")
+            connection.execute(_CREATE)
+
+    def _commit(self, rows: list[tuple[FlatValue, ...]], *, durable: bool) -> None:
+        connection = self._connection
+        if not rows:
+            # Earlier commits sit in the WAL unsynced; a checkpoint syncs the WAL first.
+            connection.execute("PRAGMA wal_checkpoint(FULL)")
+        else:
+            if durable:
+                connection.execute("PRAGMA synchronous=FULL")
+            try:
+                with connection:
+                    connection.executemany(_INSERT, rows)
+            finally:
+                if durable:
+                    connection.execute("PRAGMA synchronous=NORMAL")
+        self._unsynced = not durable
