@@ -15,3 +15,13 @@ async def server() -> AsyncIterator[RecordingServer]:
         yield server
     finally:
         await server.close()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (connections are refused)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

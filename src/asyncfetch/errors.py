@@ -10,7 +10,8 @@
         ├── DNSError, ConnectError, TLSError          never reached the server
         ├── TimeoutError_, ReadError, ProtocolError   may have reached the server
         ├── TooLargeError                             body over the configured cap
-        └── RedirectError                             loop, limit or unsafe target
+        ├── RedirectError                             loop, limit or unsafe target
+        └── CancelledRequestError                     the client was closed first
 
 Transports map their library's exceptions onto this tree once, at their boundary, with
 ``raise ... from exc``; nothing above them sees aiohttp or socket exceptions.
@@ -112,3 +113,10 @@ class TooLargeError(TransportError):
 
 class RedirectError(TransportError):
     kind = ErrorKind.REDIRECT
+
+
+class CancelledRequestError(TransportError):
+    """The run or client was shut down before the request could be sent."""
+
+    kind = ErrorKind.CANCELLED
+    may_have_been_sent = False

@@ -90,6 +90,7 @@ class Fetcher:
         self._executor: RequestExecutor | None = None
         self._gate = asyncio.Semaphore(self.settings.limits.concurrency)
         self.last_stats: RunStats | None = None
+        self._streams: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Fetcher:
         self._transport = open_transport(self.engine, self.settings)
@@ -105,6 +106,11 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        # A stream abandoned with ``break`` is finalised later by the garbage collector;
+        # stop its workers now, before the connections they use go away.
+        for task in self._streams:
+            task.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)
         if self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.aclose()
@@ -137,6 +143,8 @@ class Fetcher:
         queue = MemoryQueue(iter_requests(requests, defaults=self._defaults), maxsize=concurrency)
         runner = Runner(queue, store, executor, concurrency=concurrency)
         task = asyncio.create_task(_run_then_close(runner, store))
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
         try:
             while (result := await store.channel.get()) is not None:
                 yield result

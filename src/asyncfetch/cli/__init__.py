@@ -26,17 +26,20 @@ main.add_command(fetch_command)
 
 
 def _register_optional() -> None:
-    # Commands written in their own modules; each registers only if present.
+    # Each command module exposes ``commands``; imported here so a missing optional
+    # module (e.g. while a feature is being built) does not break the others.
     from importlib import import_module
 
-    for module_name, attribute in (("demo", "demo_command"),):
+    for module_name in ("demo", "distributed", "status"):
         try:
             module = import_module(f"{__name__}.{module_name}")
         except ModuleNotFoundError as error:
             if error.name != f"{__name__}.{module_name}":
                 raise
             continue
-        main.add_command(getattr(module, attribute))
+        for command in getattr(module, "commands", [getattr(module, "demo_command", None)]):
+            if command is not None:
+                main.add_command(command)
 
 
 _register_optional()

@@ -12,9 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import yarl
 
 from ..config import Timeouts, TransportOptions
 from ..errors import (
+    CancelledRequestError,
     ConnectError,
     DNSError,
     ProtocolError,
@@ -77,6 +79,7 @@ class AiohttpTransport:
         self._concurrency = concurrency
         self._per_host = per_host_connections
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -106,13 +109,15 @@ class AiohttpTransport:
 
     async def send(self, request: Request, *, timeouts: Timeouts, max_body: int) -> Response:
         if self._session is None:
+            if self._closed:
+                raise CancelledRequestError("the transport is closed")
             self._session = self._open()
         timing = SimpleNamespace(connect_started=None, connect_ms=None)
         started = time.perf_counter()
         try:
             async with self._session.request(
                 request.method,
-                request.url,
+                _target_url(request),
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,
@@ -127,7 +132,7 @@ class AiohttpTransport:
                 return Response(
                     status=response.status,
                     url=request.url,
-                    headers=tuple(response.headers.items()),
+                    headers=tuple((str(name), value) for name, value in response.headers.items()),
                     body=body,
                     connect_ms=timing.connect_ms,
                     ttfb_ms=ttfb_ms,
@@ -138,9 +143,22 @@ class AiohttpTransport:
             raise map_error(exc) from exc
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def _target_url(request: Request) -> str | yarl.URL:
+    """An explicit Authorization header wins over URL userinfo, as with curl.
+
+    aiohttp refuses the combination outright; dropping the userinfo keeps the request valid.
+    """
+    if "@" not in request.url:
+        return request.url
+    if not any(name.lower() == "authorization" for name, _ in request.headers):
+        return request.url
+    return yarl.URL(request.url).with_user(None)
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_body: int) -> bytes:
