@@ -230,3 +230,17 @@ async def test_stream_yields_one_result_per_input(server: RecordingServer) -> No
 def test_run_works_from_synchronous_code() -> None:
     results = asyncfetch.run(["ftp://example.invalid/"])
     assert results[0].error is not None and results[0].error.kind == "invalid_input"
+
+
+async def test_a_busy_host_does_not_block_other_hosts(server: RecordingServer) -> None:
+    # Input grouped by host, as lists often are: 20 slow requests to one host, then 10 to
+    # another. The second host must not wait behind the first one's per-host limit.
+    slow = [server.url(f"/delay/300?n={n}") for n in range(20)]
+    other = [server.url(f"/ok?n={n}", host="localhost") for n in range(10)]
+    async with Fetcher(concurrency=10, per_host=2) as fetcher:
+        results = [result async for result in fetcher.stream(slow + other)]
+    assert all(result.ok for result in results)
+    paths = [seen.path for seen in server.recorder.requests]
+    last_other = max(index for index, path in enumerate(paths) if path == "/ok")
+    assert last_other < 15, paths
+    assert server.recorder.peak_by_host["127.0.0.1"] == 2

@@ -33,6 +33,7 @@ class Runner:
         executor: RequestExecutor,
         *,
         concurrency: int,
+        lookahead: int | None = None,
         stats: StatsCollector | None = None,
         batch_size: int = 512,
         on_result: ResultHook | None = None,
@@ -41,6 +42,11 @@ class Runner:
         self._store = store
         self._executor = executor
         self._concurrency = concurrency
+        # Workers beyond the concurrency bound (which the executor enforces) wait for busy
+        # hosts while others proceed; input grouped by host then still runs at full width.
+        self._workers_count = concurrency + (
+            lookahead if lookahead is not None else min(concurrency * 2, 1024)
+        )
         self.stats = stats or StatsCollector()
         self._batch_size = batch_size
         self._on_result = on_result
@@ -57,7 +63,7 @@ class Runner:
                 group.create_task(self._write(results), name="asyncfetch-writer")
                 self._workers = [
                     group.create_task(self._work(results), name=f"asyncfetch-worker-{n}")
-                    for n in range(self._concurrency)
+                    for n in range(self._workers_count)
                 ]
                 await asyncio.wait(self._workers)
                 await results.put(None)

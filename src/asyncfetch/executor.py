@@ -31,8 +31,10 @@ def host_of(url: str) -> str:
 class RequestExecutor:
     """Runs the attempts of one request under the shared limits.
 
-    The per-host slot and the rate token are taken per attempt and released during
-    backoff, so a request waiting to retry does not block its host for others.
+    The per-host slot, the global slot and the rate token are taken per attempt, in that
+    order, and released during backoff. Taking the per-host slot first means a request
+    waiting for a busy host holds no global slot, so requests for other hosts overtake
+    it instead of the whole run slowing to one host's pace (head-of-line blocking).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class RequestExecutor:
         self._transport = transport
         self._settings = settings
         self._per_host = PerHostLimiter(settings.limits.per_host)
+        self._global = asyncio.Semaphore(settings.limits.concurrency)
         self._rate = rate_limiter
         self._save_body = save_body
         self._rng = rng or random.Random()
@@ -71,7 +74,7 @@ class RequestExecutor:
     async def _attempt(self, request: Request) -> Response | TransportError:
         host = host_of(request.url)
         settings = self._settings
-        async with self._per_host.hold(host):
+        async with self._per_host.hold(host), self._global:
             if self._rate is not None:
                 await self._rate.acquire(host)
             try:

@@ -88,7 +88,6 @@ class Fetcher:
         self._defaults = RequestDefaults(headers=tuple((headers or {}).items()))
         self._transport: Transport | None = None
         self._executor: RequestExecutor | None = None
-        self._gate = asyncio.Semaphore(self.settings.limits.concurrency)
         self.last_stats: RunStats | None = None
         self._streams: set[asyncio.Task[None]] = set()
 
@@ -127,8 +126,7 @@ class Fetcher:
         built = _build_one(request, self._defaults)
         if isinstance(built, InvalidInput):
             return invalid_input_result(built)
-        async with self._gate:
-            return await executor.execute(built)
+        return await executor.execute(built)
 
     async def stream(
         self, requests: Iterable[RequestLike] | AsyncIterable[RequestLike]
