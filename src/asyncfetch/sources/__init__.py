@@ -1,0 +1,24 @@
+"""Input readers: turn text, JSONL or CSV lines into Requests (or InvalidInput records).
+
+Every bad line becomes exactly one :class:`~asyncfetch.models.InvalidInput` and reading
+goes on; only a problem with the input as a whole (it cannot be opened or read, a CSV
+header lacks a url column) raises :class:`~asyncfetch.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+from .detect import detect_format as detect_format
+from .estimate import estimate_total as estimate_total
+from .items import iter_requests as iter_requests
+from .source import open_source as open_source
+from .spec import build_request as build_request
+from .validate import validate_url as validate_url
+
+__all__ = [
+    "build_request",
+    "detect_format",
+    "estimate_total",
+    "iter_requests",
+    "open_source",
+    "validate_url",
+]

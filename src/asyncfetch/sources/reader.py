@@ -1,0 +1,242 @@
+"""Raw input: physical lines of a file or stdin, read in batches off the event loop.
+
+Reads happen in a worker thread so a slow pipe never blocks the event loop; splitting and
+parsing happen in the loop, one batch (about 64 KiB) at a time, so memory stays bounded by
+the batch size and the longest line, never by the number of lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+import threading
+from collections.abc import Callable
+from typing import BinaryIO, NamedTuple, TypeVar
+
+from ..errors import InputError
+
+CHUNK_SIZE = 64 * 1024
+# Long enough for a JSONL spec carrying a sizeable body, short enough that one runaway
+# line (a binary file given by mistake) cannot exhaust memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+# How much input the format sniffer may hold back while looking for a meaningful line.
+MAX_SNIFF_BYTES = 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+STDIN = "-"
+
+ReadChunk = Callable[[int], bytes]
+T = TypeVar("T")
+
+
+class RawLine(NamedTuple):
+    """One physical input line without its line ending; 1-based ``number``.
+
+    When ``too_long`` is set, ``data`` holds only the start of the line.
+    """
+
+    number: int
+    data: bytes
+    too_long: bool = False
+
+
+class LineSplitter:
+    """Splits a byte stream into RawLines, chunk by chunk, with a cap on line length."""
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self._max_line = max_line
+        self._pieces: list[bytes] = []
+        self._size = 0
+        self._too_long = False
+        self._next_number = 1
+
+    def feed(self, chunk: bytes) -> list[RawLine]:
+        """The lines completed by ``chunk``; its unfinished tail is kept for later."""
+        *complete, tail = chunk.split(b"\n")
+        lines: list[RawLine] = []
+        for piece in complete:
+            self._append(piece)
+            lines.append(self._take_line())
+        self._append(tail)
+        return lines
+
+    def finish(self) -> list[RawLine]:
+        """The last line, if the input did not end with a newline."""
+        if self._size == 0 and not self._too_long:
+            return []
+        return [self._take_line()]
+
+    def _append(self, piece: bytes) -> None:
+        if self._too_long or not piece:
+            return
+        self._size += len(piece)
+        if self._size > self._max_line:
+            # Keep only an excerpt of a runaway line; the rest is dropped as it arrives.
+            self._pieces = [(b"".join(self._pieces) + piece[:1024])[:1024]]
+            self._too_long = True
+        else:
+            self._pieces.append(piece)
+
+    def _take_line(self) -> RawLine:
+        data = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        if self._next_number == 1 and data.startswith(BOM):
+            data = data[len(BOM) :]
+        line = RawLine(self._next_number, data, self._too_long)
+        self._next_number += 1
+        self._pieces, self._size, self._too_long = [], 0, False
+        return line
+
+
+def is_candidate(data: bytes) -> bool:
+    """Whether a line carries content: not blank and not a ``#`` comment."""
+    stripped = data.strip()
+    return bool(stripped) and not stripped.startswith(b"#")
+
+
+class LineStream:
+    """Batches of RawLines from one binary input; owns (and closes) the file if asked."""
+
+    def __init__(self, file: BinaryIO, *, name: str, close: bool) -> None:
+        self.name = name
+        self._file = file
+        self._close = close
+        self._read = _chunk_reader(file)
+        self._detached = not _is_regular(file)
+        self._splitter = LineSplitter()
+        self._held: list[list[RawLine]] = []
+        self._eof = False
+
+    async def next_batch(self) -> list[RawLine] | None:
+        """The next non-empty batch of lines, or None at the end of the input."""
+        if self._held:
+            return self._held.pop(0)
+        return await self._read_batch()
+
+    async def _read_batch(self) -> list[RawLine] | None:
+        while not self._eof:
+            chunk = await self._read_chunk()
+            if chunk:
+                lines = self._splitter.feed(chunk)
+            else:
+                self._eof = True
+                lines = self._splitter.finish()
+            if lines:
+                return lines
+        return None
+
+    async def first_candidate(self) -> bytes | None:
+        """The first non-blank, non-comment line, read ahead without consuming it."""
+        held_bytes = 0
+        while held_bytes <= MAX_SNIFF_BYTES:
+            batch = await self._read_batch()
+            if batch is None:
+                return None
+            self._held.append(batch)
+            held_bytes += sum(len(line.data) + 1 for line in batch)
+            for line in batch:
+                if is_candidate(line.data):
+                    return line.data
+        return None
+
+    def close(self) -> None:
+        """Close the file if this stream opened it (stdin stays open)."""
+        if self._close:
+            self._file.close()
+
+    async def _read_chunk(self) -> bytes:
+        try:
+            if self._detached:
+                return await run_detached(lambda: self._read(CHUNK_SIZE))
+            return await asyncio.to_thread(self._read, CHUNK_SIZE)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {self.name}: {exc}") from exc
+
+
+def _chunk_reader(file: BinaryIO) -> ReadChunk:
+    # read1 returns as soon as some bytes are there, so a slow producer's lines are handled
+    # when they arrive instead of once 64 KiB have piled up.
+    read1: ReadChunk | None = getattr(file, "read1", None)
+    return read1 if read1 is not None else file.read
+
+
+def _is_regular(file: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+async def run_detached(call: Callable[[], T]) -> T:
+    """Run one blocking call (a read or open of a pipe) in a daemon thread.
+
+    Reading a pipe or terminal can block forever. In the default executor such a thread
+    would make ``asyncio.run`` (and interpreter exit) wait for it after Ctrl-C; a daemon
+    thread is simply abandoned.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: tuple[T] | None, error: Exception | None) -> None:
+        if future.done():  # the awaiting task was cancelled meanwhile
+            return
+        if result is not None:
+            future.set_result(result[0])
+        else:
+            future.set_exception(error or RuntimeError("detached call returned nothing"))
+
+    def work() -> None:
+        result: tuple[T] | None = None
+        error: Exception | None = None
+        try:
+            result = (call(),)
+        except Exception as exc:  # handed over to the awaiting task, which re-raises it
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:
+            return  # the event loop is closed: nobody is waiting for this read any more
+
+    threading.Thread(target=work, name="asyncfetch-input", daemon=True).start()
+    return await future
+
+
+async def open_stream(path: str | os.PathLike[str]) -> LineStream:
+    """Open ``path`` (``"-"`` is stdin) as a LineStream; raise InputError if it cannot be."""
+    name = os.fspath(path)
+    if name == STDIN:
+        if sys.stdin is None:
+            raise InputError("stdin is not available in this process")
+        return LineStream(sys.stdin.buffer, name="stdin", close=False)
+    info = check_readable(name)
+    try:
+        if stat.S_ISREG(info.st_mode):
+            file = _open_binary(name)
+        else:
+            # Opening a FIFO blocks until a writer shows up.
+            file = await run_detached(lambda: _open_binary(name))
+    except OSError as exc:
+        raise InputError(f"cannot open input {name!r}: {exc.strerror or exc}") from exc
+    return LineStream(file, name=repr(name), close=True)
+
+
+def _open_binary(name: str) -> BinaryIO:
+    # Unbuffered: LineSplitter does its own buffering, and a raw read returns what a pipe
+    # has instead of waiting to fill a buffer.
+    return open(name, "rb", buffering=0)  # the LineStream closes it
+
+
+def check_readable(path: str | os.PathLike[str]) -> os.stat_result:
+    """Raise InputError unless ``path`` names a readable file; return its stat."""
+    name = os.fspath(path)
+    try:
+        info = os.stat(name)
+    except OSError as exc:
+        raise InputError(f"cannot open input {name!r}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"input {name!r} is a directory, not a file")
+    if not os.access(name, os.R_OK):
+        raise InputError(f"cannot open input {name!r}: permission denied")
+    return info
