@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .errors import ConfigError
@@ -68,30 +67,52 @@ class PerHostLimiter:
 
     Semaphores are created on first use and dropped when no request for the host is in
     flight or waiting, so a run over a million distinct hosts holds only the busy ones.
+    ``hold(host)`` returns a small async context manager (a class, not a generator: this
+    runs once per attempt on the hot path).
     """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ConfigError("per-host limit must be at least 1")
         self._limit = limit
-        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+        self._slots: dict[str, _HostSlot] = {}
 
-    @asynccontextmanager
-    async def hold(self, host: str) -> AsyncIterator[None]:
-        entry = self._slots.get(host)
-        if entry is None:
-            entry = (asyncio.Semaphore(self._limit), [0])
-            self._slots[host] = entry
-        semaphore, users = entry
-        users[0] += 1
-        try:
-            async with semaphore:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._slots[host]
+    def hold(self, host: str) -> _HostSlot:
+        slot = self._slots.get(host)
+        if slot is None:
+            slot = self._slots[host] = _HostSlot(self, host, self._limit)
+        return slot
+
+    def _forget(self, host: str) -> None:
+        del self._slots[host]
 
     @property
     def tracked_hosts(self) -> int:
         return len(self._slots)
+
+
+class _HostSlot:
+    __slots__ = ("_host", "_owner", "_semaphore", "_users")
+
+    def __init__(self, owner: PerHostLimiter, host: str, limit: int) -> None:
+        self._owner = owner
+        self._host = host
+        self._semaphore = asyncio.Semaphore(limit)
+        self._users = 0
+
+    async def __aenter__(self) -> None:
+        self._users += 1
+        try:
+            await self._semaphore.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            self._owner._forget(self._host)

@@ -6,9 +6,9 @@ This is the only module of asyncfetch that imports aiohttp as a client.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -39,28 +39,29 @@ def build_ssl_context(options: TransportOptions) -> ssl.SSLContext | bool:
     """Verification on by default; ``--cacert`` adds a CA; ``--insecure`` turns it off."""
     if options.insecure:
         return False
+    if options.cacert is None:
+        return True  # aiohttp's shared verifying context: no second load of the CA store
     context = ssl.create_default_context()
-    if options.cacert is not None:
-        context.load_verify_locations(cafile=str(options.cacert))
+    context.load_verify_locations(cafile=str(options.cacert))
     return context
 
 
-def _trace_config() -> aiohttp.TraceConfig:
-    """Times connection set-up; only new connections pay for it, reused ones do not."""
-    config = aiohttp.TraceConfig()
+# The connect time of the current request, set by the connector when it opens a new
+# connection. A context variable instead of aiohttp's TraceConfig: tracing costs every
+# request several awaits, while this costs only the requests that open a connection.
+_connect_ms: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "asyncfetch_connect_ms", default=None
+)
 
-    async def on_start(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-        if ctx.trace_request_ctx is not None:
-            ctx.trace_request_ctx.connect_started = time.perf_counter()
 
-    async def on_end(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
-        timing = ctx.trace_request_ctx
-        if timing is not None and timing.connect_started is not None:
-            timing.connect_ms = (time.perf_counter() - timing.connect_started) * 1000
-
-    config.on_connection_create_start.append(on_start)
-    config.on_connection_create_end.append(on_end)
-    return config
+class _TimedConnector(aiohttp.TCPConnector):
+    async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        connection = await super()._create_connection(*args, **kwargs)
+        sink = _connect_ms.get()
+        if sink is not None:
+            sink.append((time.perf_counter() - started) * 1000)
+        return connection
 
 
 class AiohttpTransport:
@@ -80,9 +81,10 @@ class AiohttpTransport:
         self._per_host = per_host_connections
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._timeout_cache: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
+        connector = _TimedConnector(
             limit=self._concurrency,
             limit_per_host=self._per_host,
             ssl=build_ssl_context(self._options),
@@ -95,7 +97,6 @@ class AiohttpTransport:
             timeout=aiohttp.ClientTimeout(total=None),
             headers={"User-Agent": self._options.user_agent},
             trust_env=False,
-            trace_configs=[_trace_config()],
             max_line_size=_MAX_HEADER_LINE,
             max_field_size=_MAX_HEADER_LINE,
             max_headers=_MAX_HEADERS,
@@ -112,7 +113,8 @@ class AiohttpTransport:
             if self._closed:
                 raise CancelledRequestError("the transport is closed")
             self._session = self._open()
-        timing = SimpleNamespace(connect_started=None, connect_ms=None)
+        connect_times: list[float] = []
+        _connect_ms.set(connect_times)
         started = time.perf_counter()
         try:
             async with self._session.request(
@@ -122,10 +124,7 @@ class AiohttpTransport:
                 data=request.body,
                 allow_redirects=False,
                 proxy=self._options.proxy,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
-                ),
-                trace_request_ctx=timing,
+                timeout=self._client_timeout(timeouts),
             ) as response:
                 ttfb_ms = (time.perf_counter() - started) * 1000
                 body = await _read_body(response, max_body)
@@ -134,13 +133,23 @@ class AiohttpTransport:
                     url=request.url,
                     headers=tuple((str(name), value) for name, value in response.headers.items()),
                     body=body,
-                    connect_ms=timing.connect_ms,
+                    connect_ms=connect_times[0] if connect_times else None,
                     ttfb_ms=ttfb_ms,
                 )
         except TransportError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise map_error(exc) from exc
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        # Built once per distinct Timeouts: a run uses one, and aiohttp copies nothing.
+        cached = self._timeout_cache
+        if cached is None or cached[0] is not timeouts:
+            client_timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
+            cached = self._timeout_cache = (timeouts, client_timeout)
+        return cached[1]
 
     async def aclose(self) -> None:
         self._closed = True
