@@ -1,0 +1,431 @@
+"""One HTTP/1.1 client connection: an asyncio Protocol fed straight into llhttp (httptools).
+
+The hot path is one ``transport.write`` per request, parser callbacks as bytes arrive and
+one future resolved per response: no StreamReader, no task wake-up per chunk, no timer
+per request (the read timer is re-armed lazily, see ``_on_read_timer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final, cast
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from ..errors import ProtocolError, ReadError, TimeoutError_, TooLargeError, TransportError
+from .fast_codec import BodyDecoder, make_decoder
+
+MAX_HEADER_BYTES: Final = 64 * 1024
+MAX_HEADER_COUNT: Final = 500
+# Above this a body is written separately rather than copied onto the request head.
+_COPY_BODY_LIMIT: Final = 64 * 1024
+
+_INTERESTING_NAME_LENGTHS: Final = frozenset({len(b"content-encoding"), len(b"content-length")})
+
+# Connection states. DONE: response complete, the owner has not released it yet.
+_IDLE: Final = 0
+_ACTIVE: Final = 1
+_DONE: Final = 2
+
+
+class StaleConnection(Exception):
+    """The server had already closed this pooled connection; retrying once is safe."""
+
+    def __init__(self, written: bool) -> None:
+        super().__init__("connection closed by the server before it answered")
+        self.written = written
+
+
+class _StopParsing(Exception):
+    """Raised in a parser callback to make llhttp stop; the reason is already recorded."""
+
+
+class Connection(asyncio.Protocol):
+    """A keep-alive connection that carries one request at a time (no pipelining)."""
+
+    __slots__ = (
+        "_chunks",
+        "_closed_waiter",
+        "_content_length",
+        "_deadline",
+        "_decoder",
+        "_encoding",
+        "_error",
+        "_got_bytes",
+        "_head_bytes_seen",
+        "_header_bytes",
+        "_headers_done",
+        "_is_head",
+        "_live",
+        "_loop",
+        "_max_body",
+        "_parser",
+        "_raw_size",
+        "_read_timeout",
+        "_reset_parser",
+        "_state",
+        "_timer",
+        "_timer_when",
+        "_transport",
+        "_until_close",
+        "_waiter",
+        "closed",
+        "headers",
+        "headers_at",
+        "idle",
+        "idle_since",
+        "keep_alive",
+        "on_idle_lost",
+        "served",
+        "status",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, live: set[Connection]) -> None:
+        self._loop = loop
+        self._live = live
+        self._parser = HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._state = _IDLE
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed_waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._deadline = 0.0
+        self._read_timeout: float | None = None
+        self._reset_parser = False
+        self.closed = False
+        self.idle = False  # owned by the pool: True while in its idle list
+        self.idle_since = 0.0
+        self.on_idle_lost: Callable[[Connection], None] | None = None  # set by the pool
+        self.served = 0
+        self.headers: list[tuple[str, str]] = []
+        self._chunks: list[bytes] = []
+        self._begin(False, 0)
+
+    # -- pool-facing API ---------------------------------------------------------------
+
+    def reusable(self) -> bool:
+        """True when the last exchange ended cleanly and the server keeps the connection."""
+        transport = self._transport
+        return (
+            self.keep_alive
+            and self._state == _DONE
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    def usable(self) -> bool:
+        transport = self._transport
+        return not self.closed and transport is not None and not transport.is_closing()
+
+    def park(self) -> None:
+        """Mark the connection idle between requests."""
+        self._state = _IDLE
+        self._chunks.clear()  # the Response owns the body now; do not pin it while idle
+
+    def abort(self) -> None:
+        """Close at once: used for errors, cancellation and expiry (never half-read reuse)."""
+        self.keep_alive = False
+        self._cancel_timer()
+        if self._transport is not None and not self.closed:
+            self._transport.abort()
+
+    async def wait_closed(self) -> None:
+        if self.closed or self._transport is None:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = self._loop.create_future()
+        await self._closed_waiter
+
+    def body(self) -> bytes:
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    # -- one request/response exchange ---------------------------------------------------
+
+    async def exchange(
+        self,
+        head: bytes,
+        body: bytes | None,
+        *,
+        is_head: bool,
+        max_body: int,
+        read_timeout: float | None,
+    ) -> None:
+        """Write one request and wait for the complete response (or raise)."""
+        transport = self._transport
+        if self._state != _IDLE or transport is None or transport.is_closing() or self.closed:
+            raise StaleConnection(written=False)
+        self._begin(is_head, max_body)
+        self._state = _ACTIVE
+        waiter = self._waiter = self._loop.create_future()
+        self._arm_read_timer(read_timeout)
+        self._write(transport, head, body)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            self.abort()  # half-read: this connection must never serve another request
+            raise
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+        self.served += 1
+
+    def _write(self, transport: asyncio.Transport, head: bytes, body: bytes | None) -> None:
+        if not body:
+            transport.write(head)
+        elif len(body) <= _COPY_BODY_LIMIT:
+            transport.write(head + body)  # one segment on the wire for small bodies
+        else:
+            transport.write(head)
+            transport.write(body)
+
+    def _begin(self, is_head: bool, max_body: int) -> None:
+        if self._reset_parser:
+            # llhttp cannot skip a HEAD response's body, so we stopped it mid-message.
+            self._parser = HttpResponseParser(self)
+            self._reset_parser = False
+        self._is_head = is_head
+        self._max_body = max_body
+        self._error = None
+        self.status = 0
+        self.headers.clear()  # the previous Response holds a tuple copy
+        self.headers_at = 0.0
+        self.keep_alive = False
+        self._chunks.clear()
+        self._header_bytes = 0
+        self._head_bytes_seen = 0
+        self._headers_done = False
+        self._got_bytes = False
+        self._raw_size = 0
+        self._encoding: bytes | None = None
+        self._content_length: bytes | None = None
+        self._until_close = False
+        self._decoder: BodyDecoder | None = None
+
+    def _finish(self, error: BaseException | None) -> None:
+        """End the exchange, successfully or not, and wake the waiting request."""
+        if self._state != _ACTIVE:
+            return
+        self._state = _DONE
+        if error is not None:
+            self._error = error
+            self.keep_alive = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> _StopParsing:
+        self._finish(error)
+        return _StopParsing()
+
+    # -- asyncio.Protocol callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._live.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._state != _ACTIVE:
+            # Bytes nobody asked for (late body, stray response): the stream is desynced.
+            self.abort()
+            return
+        self._got_bytes = True
+        if self._read_timeout is not None:
+            self._deadline = self._loop.time() + self._read_timeout
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self.keep_alive = False  # 101: we never speak the new protocol
+        except HttpParserError as exc:
+            self._on_parser_error(exc)
+            return
+        if not self._headers_done:
+            self._check_header_bytes(len(data))
+
+    def _check_header_bytes(self, size: int) -> None:
+        # llhttp buffers nothing itself, but httptools accumulates an unfinished header
+        # line: count raw bytes so an endless header section cannot grow memory.
+        self._head_bytes_seen += size
+        if self._head_bytes_seen > MAX_HEADER_BYTES:
+            self._finish(ProtocolError(f"response headers exceed {MAX_HEADER_BYTES} bytes"))
+
+    def _on_parser_error(self, exc: HttpParserError) -> None:
+        if self._state == _ACTIVE:
+            error = ProtocolError(f"malformed HTTP response: {exc}")
+            error.__cause__ = exc
+            self._finish(error)
+        elif self._is_head and self._error is None:
+            self._reset_parser = True  # expected: we stopped llhttp after HEAD headers
+        else:
+            self.keep_alive = False  # garbage after a complete response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._live.discard(self)
+        self._cancel_timer()
+        if self._state == _ACTIVE:
+            self._finish_on_close(exc)
+        elif self.idle and self.on_idle_lost is not None:
+            self.on_idle_lost(self)
+        closed_waiter = self._closed_waiter
+        if closed_waiter is not None and not closed_waiter.done():
+            closed_waiter.set_result(None)
+
+    def _finish_on_close(self, exc: Exception | None) -> None:
+        if self._headers_done and self._until_close:
+            self._finish_message()  # a body delimited by the end of the connection
+            return
+        if not self._got_bytes and self.served > 0:
+            self._finish(StaleConnection(written=True))
+            return
+        what = "reset" if isinstance(exc, ConnectionResetError) else "closed"
+        where = "in the response body" if self._headers_done else "before a complete response"
+        error = ReadError(f"connection {what} by the server {where}")
+        error.__cause__ = exc
+        self._finish(error)
+
+    # -- llhttp callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._state != _ACTIVE:
+            self.keep_alive = False  # a second response to one request: desynced
+            raise _StopParsing()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The hottest Python code per response (called once per header): keep it lean.
+        if self._headers_done:
+            return  # chunked trailers are not part of the response headers
+        self._header_bytes += len(name) + len(value) + 4
+        headers = self.headers
+        if self._header_bytes > MAX_HEADER_BYTES or len(headers) >= MAX_HEADER_COUNT:
+            raise self._fail(
+                ProtocolError(
+                    f"response headers exceed {MAX_HEADER_COUNT} fields"
+                    f" or {MAX_HEADER_BYTES} bytes"
+                )
+            )
+        if len(name) in _INTERESTING_NAME_LENGTHS:  # skips lower() for most headers
+            self._note_framing_header(name.lower(), value)
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")  # lossless for the odd legacy byte
+        headers.append((name.decode("latin-1"), text))
+
+    def _note_framing_header(self, lowered: bytes, value: bytes) -> None:
+        if lowered == b"content-encoding":
+            self._encoding = value
+        elif lowered == b"content-length":
+            self._content_length = value
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200 and status != 101:
+            self._reset_headers()  # 1xx informational: the real response follows
+            return
+        self.status = status
+        self._headers_done = True
+        self.headers_at = self._loop.time()
+        self.keep_alive = self._parser.should_keep_alive()
+        if self._is_head:
+            self._finish(None)
+            raise _StopParsing()  # llhttp would wait for a body a HEAD response never has
+        self._prepare_body(status)
+
+    def _reset_headers(self) -> None:
+        self.headers.clear()
+        self._encoding = None
+        self._content_length = None
+
+    def _prepare_body(self, status: int) -> None:
+        if status in (204, 304):
+            return
+        length = self._content_length
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            raise self._fail(
+                TooLargeError(f"Content-Length {int(length)} exceeds max_body ({self._max_body})")
+            )
+        # Neither Content-Length nor chunked: the body runs until the server closes.
+        self._until_close = length is None and not self._parser_is_chunked()
+        if self._encoding is not None:
+            self._decoder = make_decoder(self._encoding, self._max_body)
+
+    def _parser_is_chunked(self) -> bool:
+        for name, value in self.headers:
+            if name.lower() == "transfer-encoding":
+                return "chunked" in value.lower()
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if self._state != _ACTIVE:
+            return
+        self._raw_size += len(body)
+        if self._raw_size > self._max_body:
+            raise self._fail(
+                TooLargeError(f"response body is larger than max_body ({self._max_body} bytes)")
+            )
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                body = decoder.feed(body)
+            except TransportError as exc:
+                raise self._fail(exc) from None
+            if not body:
+                return
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._headers_done and self._state == _ACTIVE:
+            self._finish_message()
+
+    def _finish_message(self) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                tail = decoder.flush()
+            except TransportError as exc:
+                self._finish(exc)
+                return
+            if tail:
+                self._chunks.append(tail)
+        self._finish(None)
+
+    # -- read timeout ----------------------------------------------------------------------
+
+    def _arm_read_timer(self, timeout: float | None) -> None:
+        self._read_timeout = timeout
+        if timeout is None:
+            return
+        deadline = self._deadline = self._loop.time() + timeout
+        timer = self._timer
+        # An armed timer that fires no later than the deadline re-arms itself when it
+        # fires: most exchanges finish well before, so most need no new timer at all.
+        if timer is not None and self._timer_when <= deadline:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timer_when = deadline
+        self._timer = self._loop.call_at(deadline, self._on_read_timer)
+
+    def _on_read_timer(self) -> None:
+        self._timer = None
+        timeout = self._read_timeout
+        if self._state != _ACTIVE or timeout is None:
+            return
+        if self._loop.time() + 0.001 < self._deadline:
+            self._timer_when = self._deadline
+            self._timer = self._loop.call_at(self._deadline, self._on_read_timer)
+            return
+        self._finish(TimeoutError_(f"no data from the server for {timeout:g} s"))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
