@@ -120,3 +120,32 @@ def test_backoff_is_full_jitter_and_capped() -> None:
     assert min(delays) >= 0
     assert max(delays) <= POLICY.backoff_cap
     assert len({round(d, 6) for d in delays}) > 100  # jittered, not a fixed ladder
+
+
+async def test_slots_are_fifo_bounded_and_survive_cancellation() -> None:
+    import asyncio
+
+    from asyncfetch.limits import Slots
+
+    slots = Slots(2)
+    order: list[int] = []
+    running = 0
+    peak = 0
+
+    async def use(n: int) -> None:
+        nonlocal running, peak
+        async with slots:
+            running += 1
+            peak = max(peak, running)
+            order.append(n)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    tasks = [asyncio.create_task(use(n)) for n in range(10)]
+    await asyncio.sleep(0)
+    tasks[5].cancel()  # a waiter cancelled while queued must not leak or steal a slot
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert peak == 2
+    await asyncio.wait_for(slots.acquire(), 1)
+    await asyncio.wait_for(slots.acquire(), 1)

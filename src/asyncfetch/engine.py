@@ -96,8 +96,11 @@ class Runner:
                 result = await self._execute(item)
             finally:
                 self.stats.in_flight -= 1
-            # Shielded: a cancel arriving now must not drop a result that is already final.
-            await asyncio.shield(results.put((item, result)))
+            try:
+                results.put_nowait((item, result))
+            except asyncio.QueueFull:
+                # Shielded: a cancel arriving now must not drop a result that is final.
+                await asyncio.shield(results.put((item, result)))
 
     async def _execute(self, item: WorkItem) -> Result:
         request = item.request

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from .config import Settings
 from .errors import ErrorKind, TimeoutError_, TransportError
-from .limits import PerHostLimiter, RateLimiter
+from .limits import PerHostLimiter, RateLimiter, Slots
 from .models import Request, Response, Result, Timings
 from .redact import redact_text
 from .results import failure_result, success_result, utc_now_iso
@@ -59,7 +59,7 @@ class RequestExecutor:
         self._transport = transport
         self._settings = settings
         self._per_host = PerHostLimiter(settings.limits.per_host)
-        self._global = asyncio.Semaphore(settings.limits.concurrency)
+        self._global = Slots(settings.limits.concurrency)
         self._rate = rate_limiter
         self._save_body = save_body
         self._rng = rng or random.Random()
