@@ -86,9 +86,9 @@ class Slots:
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if not waiter.cancelled():
                 self.release()  # the slot was handed to us as we were cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # release() may already have dropped it
                 self._waiters.remove(waiter)
             raise
 
