@@ -25,3 +25,9 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(params=["aiohttp", "fast"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every HTTP behaviour test runs on both engines."""
+    return str(request.param)

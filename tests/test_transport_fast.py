@@ -24,6 +24,7 @@ from aiohttp import web
 
 from asyncfetch.config import Timeouts, TransportOptions
 from asyncfetch.errors import (
+    CancelledRequestError,
     ConfigError,
     ConnectError,
     DNSError,
@@ -713,11 +714,13 @@ async def test_connect_timeout_covers_the_tls_handshake(raw_server: RawServerFac
     assert caught.value.may_have_been_sent is False
 
 
-async def test_send_after_aclose_is_a_usage_error(app_server: AppServer) -> None:
+async def test_send_after_aclose_is_a_cancelled_request(app_server: AppServer) -> None:
+    # Same contract as the aiohttp engine: work still running when a client closes gets
+    # a `cancelled` outcome, never a new connection.
     fast = FastTransport(TransportOptions())
     await get(fast, f"{app_server.url}/echo")
     await fast.aclose()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(CancelledRequestError):
         await get(fast, f"{app_server.url}/echo")
 
 

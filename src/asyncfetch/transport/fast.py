@@ -19,7 +19,7 @@ from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Timeouts, TransportOptions
-from ..errors import ConfigError, ProtocolError, ReadError
+from ..errors import CancelledRequestError, ConfigError, ProtocolError, ReadError
 from ..models import Request, Response
 from .fast_codec import ACCEPT_ENCODING
 from .fast_conn import Connection, StaleConnection
@@ -166,7 +166,7 @@ class FastTransport:
     async def send(self, request: Request, *, timeouts: Timeouts, max_body: int) -> Response:
         """Send ``request`` once (no redirects) and return the response with its decoded body."""
         if self._closed:
-            raise RuntimeError("send() on a closed FastTransport")
+            raise CancelledRequestError("the transport is closed")
         loop = asyncio.get_running_loop()
         start = loop.time()
         route = _route(request.url)
