@@ -25,7 +25,12 @@ def request_id(method: str, url: str, body: bytes | None) -> str:
     return digest.hexdigest()[:24]
 
 
-@dataclass(frozen=True, slots=True)
+# Per-request objects below are slotted dataclasses but not ``frozen``: a frozen
+# dataclass sets every field through object.__setattr__, which made building the five
+# objects of each request a visible share of the hot path. Treat them as immutable.
+
+
+@dataclass(slots=True)
 class Request:
     """One HTTP request to make. Build it with :meth:`create` to get a stable id."""
 
@@ -83,7 +88,7 @@ class InvalidInput:
         return "invalid-" + request_id("INVALID", f"{self.line}:{self.raw}", None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """What a transport returns for one hop (no redirect following)."""
 
@@ -102,7 +107,7 @@ class Response:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Timings:
     queued_ms: float = 0.0
     connect_ms: float | None = None
@@ -124,7 +129,7 @@ class BodyField:
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Result:
     """The one final record of one request (schema v1). Values are already redacted."""
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from ..models import InvalidInput, Request, Result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WorkItem:
     """One unit of work. ``token`` is the queue's own handle (a Redis entry id, say)."""
 
