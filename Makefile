@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
+LINTED := $(wildcard src tests benchmarks)
 
 .PHONY: demo test lint typecheck pytest bench clean
 
@@ -18,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/asyncfetch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
