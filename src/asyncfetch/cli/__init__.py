@@ -1,14 +1,52 @@
-"""The ``asyncfetch`` command. Commands import the library lazily so --help stays fast."""
+"""The ``asyncfetch`` command.
+
+Subcommands are imported only when they run: ``asyncfetch --help`` and every command's
+start-up then pay only for click, not for asyncio, aiohttp, redis and rich.
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import click
 
 from .. import __version__
-from .fetch import fetch_command
+
+# name → (module, attribute, one-line help shown by ``asyncfetch --help``)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fetch": ("fetch", "fetch_command", "Fetch every request of the inputs; one record each."),
+    "status": ("status", "status_command", "How far a journaled run or a Redis job got."),
+    "enqueue": ("distributed", "enqueue_command", "Put requests into a Redis job."),
+    "worker": ("distributed", "worker_command", "Fetch a Redis job's requests."),
+    "collect": ("distributed", "collect_command", "Write a Redis job's results to a file."),
+    "demo": ("demo", "demo_command", "The async tutorial, live, on an embedded server."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = import_module(f"{__name__}.{entry[0]}")
+        command = getattr(module, entry[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[2]) for name, entry in _COMMANDS.items()])
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="asyncfetch")
 def main() -> None:
     """Run very many HTTP requests concurrently and write one result record per request.
@@ -18,28 +56,6 @@ def main() -> None:
       asyncfetch fetch urls.txt -o results.jsonl
       asyncfetch fetch requests.jsonl -c 200 --per-host 4 --rate 50 -o out.sqlite
       cat urls.txt | asyncfetch fetch - --body none > results.jsonl
+      asyncfetch fetch urls.txt -o out.jsonl --resume
       asyncfetch demo
     """
-
-
-main.add_command(fetch_command)
-
-
-def _register_optional() -> None:
-    # Each command module exposes ``commands``; imported here so a missing optional
-    # module (e.g. while a feature is being built) does not break the others.
-    from importlib import import_module
-
-    for module_name in ("demo", "distributed", "status"):
-        try:
-            module = import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{module_name}":
-                raise
-            continue
-        for command in getattr(module, "commands", [getattr(module, "demo_command", None)]):
-            if command is not None:
-                main.add_command(command)
-
-
-_register_optional()
