@@ -162,11 +162,29 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     help="Write the summary as JSON here.",
 )
 @click.option("--fail-on-error", is_flag=True, help="Exit 1 when any request failed.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep a journal next to -o FILE; run the same command again to fetch only what"
+    " has no record yet.",
+)
+@click.option(
+    "--resume-force",
+    is_flag=True,
+    help="Resume even if the input or options changed, or rebuild a missing or stale"
+    " journal from the output (implies --resume).",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="On resume, fetch again the requests whose record is a failure (implies --resume).",
+)
 def fetch_command(**options: object) -> None:
     """Fetch every request in INPUT (URL lines, JSONL specs or CSV; '-' = stdin).
 
-    Writes exactly one JSON record per input request. Exit codes: 0 done, 1 some requests
-    failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
+    Writes exactly one JSON record per input request; repeated request ids are fetched
+    once (without --resume, among the last 1,000,000 ids). Exit codes: 0 done, 1 some
+    requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
     """
     job = FetchJob.from_options(options)
     if not job.inputs:

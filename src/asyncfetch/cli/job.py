@@ -55,10 +55,15 @@ class FetchJob:
     quiet: bool
     summary_json: Path | None
     fail_on_error: bool
+    resume: bool = False
+    resume_force: bool = False
+    retry_failed: bool = False
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
-        return cls(**{**options, "inputs": tuple(options["inputs"])})
+        job = cls(**{**options, "inputs": tuple(options["inputs"])})
+        # Both only make sense for a resumable run, so they imply --resume.
+        return replace(job, resume=job.resume or job.resume_force or job.retry_failed)
 
     def with_inputs(self, inputs: tuple[str, ...]) -> FetchJob:
         return replace(self, inputs=inputs)
@@ -90,6 +95,27 @@ class FetchJob:
     def request_defaults(self) -> RequestDefaults:
         method = self.method or ("POST" if self.data is not None else "GET")
         return RequestDefaults(method=method.upper(), headers=self.headers, data=self.data)
+
+    def resume_options(self, output_format: str) -> dict[str, Any]:
+        """The options that shape requests and records: a resume must not change them.
+
+        Keys are option names (for messages); ``header``, ``data`` and ``proxy`` are
+        hashed before they are stored (see asyncfetch.resume.fingerprint).
+        """
+        defaults = self.request_defaults()
+        return {
+            "method": defaults.method,
+            "header": defaults.headers,
+            "data": defaults.data,
+            "proxy": self.proxy,
+            "input_format": self.input_format,
+            "output_format": output_format,
+            "body": self.body_mode,
+            "include_headers": self.include_headers,
+            "max_body": self.max_body,
+            "max_redirects": self.max_redirects,
+            "save_dir": None if self.save_dir is None else str(self.save_dir.resolve()),
+        }
 
     @property
     def progress_mode(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -23,22 +23,34 @@ from ..limits import GcraRateMeter
 from ..models import InvalidInput, Request, Response, RunStats
 from ..progress import ProgressReporter, summary_dict, summary_lines
 from ..queues.memory import MemoryQueue
-from ..stores import SinkStore
+from ..stats import StatsCollector
 from ..transport.factory import open_transport, resolve_engine
 from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .job import FetchJob
+from .resume_wiring import open_store
 
 
 def run_fetch_job(job: FetchJob, console: Console | None = None) -> int:
     """Run ``job`` to completion; return the process exit code."""
     console = console or Console(stderr=True)
+    hint = ""
+    if job.resume:
+        hint = " (the journal is consistent: fix this and run the same command to resume)"
+    return run_with_exit_codes(_fetch(job, console), console, fatal_hint=hint)
+
+
+def run_with_exit_codes(
+    coroutine: Coroutine[Any, Any, int], console: Console, *, fatal_hint: str = ""
+) -> int:
+    """Run ``coroutine`` (which returns an exit code); map library errors to exit codes."""
     try:
-        return run_coroutine(_fetch(job, console))
+        return run_coroutine(coroutine)
     except (ConfigError, InputError, ResumeError) as error:
         console.print(f"asyncfetch: {error}", highlight=False, markup=False)
         return EXIT_USAGE
     except (OutputError, QueueError) as error:
-        console.print(f"asyncfetch: fatal: {error}", highlight=False, markup=False)
+        hint = fatal_hint if isinstance(error, OutputError) else ""
+        console.print(f"asyncfetch: fatal: {error}{hint}", highlight=False, markup=False)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -69,7 +81,7 @@ def _body_saver(settings: Settings) -> SaveBody | None:
     return save
 
 
-async def _estimate_total(job: FetchJob, runner: Runner) -> None:
+async def _estimate_total(job: FetchJob, runner: Runner, already_done: int) -> None:
     from ..sources import estimate_total
 
     total = 0
@@ -78,25 +90,20 @@ async def _estimate_total(job: FetchJob, runner: Runner) -> None:
         if count is None:
             return
         total += count
-    runner.stats.total = total
+    runner.stats.total = max(total - already_done, 0)
 
 
 async def _fetch(job: FetchJob, console: Console) -> int:
-    from ..sinks import open_sink
-
     settings = job.settings()
     job.request_defaults()  # validates -X and -H before anything starts
     engine = resolve_engine(job.engine, settings)
     _check_inputs(job)
+    stats = StatsCollector()
     async with AsyncExitStack() as stack:
-        sink = open_sink(
-            job.output, output_format=job.output_format, include_headers=job.include_headers
-        )
-        store = SinkStore(sink)
-        stack.push_async_callback(store.aclose)
+        wiring = await open_store(job, stack, stats, _chain(job), console)
         transport = open_transport(engine, settings)
         stack.push_async_callback(transport.aclose)
-        queue = MemoryQueue(_chain(job), maxsize=settings.limits.concurrency * 2)
+        queue = MemoryQueue(wiring.source, maxsize=settings.limits.concurrency * 2)
         stack.push_async_callback(queue.aclose)
         rate = settings.limits.rate
         executor = RequestExecutor(
@@ -105,12 +112,16 @@ async def _fetch(job: FetchJob, console: Console) -> int:
             rate_limiter=GcraRateMeter(rate) if rate else None,
             save_body=_body_saver(settings),
         )
-        runner = Runner(queue, store, executor, concurrency=settings.limits.concurrency)
-        stats = await _run_with_signals(job, runner, console, settings.grace_period)
+        runner = Runner(
+            queue, wiring.store, executor, concurrency=settings.limits.concurrency, stats=stats
+        )
+        result = await _run_with_signals(job, runner, console, settings, wiring.already_done)
         input_error = queue.feeder_error()
         if input_error is not None:
             raise input_error
-    return _finish(job, runner, stats, console, engine)
+        if not runner.stopping:
+            await wiring.finished()
+    return _finish(job, runner, result, console, engine, wiring.extra, wiring.notes(result))
 
 
 def _check_inputs(job: FetchJob) -> None:
@@ -122,13 +133,13 @@ def _check_inputs(job: FetchJob) -> None:
 
 
 async def _run_with_signals(
-    job: FetchJob, runner: Runner, console: Console, grace_period: float
+    job: FetchJob, runner: Runner, console: Console, settings: Settings, already_done: int
 ) -> RunStats:
     loop = asyncio.get_running_loop()
-    handler = _signal_handler(runner, console, grace_period, quiet=job.quiet)
+    handler = _signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, handler)
-    estimator = asyncio.create_task(_estimate_total(job, runner))
+    estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
         async with ProgressReporter(runner.stats.snapshot, console, mode=job.progress_mode):
             return await runner.run()
@@ -157,8 +168,16 @@ def _signal_handler(
     return on_signal
 
 
-def _finish(job: FetchJob, runner: Runner, stats: RunStats, console: Console, engine: str) -> int:
-    extra: dict[str, Any] = {"engine": engine}
+def _finish(
+    job: FetchJob,
+    runner: Runner,
+    stats: RunStats,
+    console: Console,
+    engine: str,
+    extra: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> int:
+    extra = {"engine": engine, **(extra or {})}
     if runner.stopping:
         extra["interrupted"] = True
     if job.summary_json is not None:
@@ -171,7 +190,7 @@ def _finish(job: FetchJob, runner: Runner, stats: RunStats, console: Console, en
                 f"cannot write summary {job.summary_json}: {error.strerror}"
             ) from error
     if not job.quiet:
-        for line in summary_lines(stats, extra):
+        for line in summary_lines(stats, extra) + (notes or []):
             console.print(f"asyncfetch: {line}", highlight=False, markup=False)
     if runner.stopping:
         return EXIT_INTERRUPTED

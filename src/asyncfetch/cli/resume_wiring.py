@@ -1,0 +1,130 @@
+"""The output side of ``fetch``: a plain sink, or a sink plus journal for ``--resume``.
+
+Either way the input passes a filter first: with ``--resume`` the journal skips finished
+requests and repeated ids; without it a bounded window of recent ids drops repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..dedupe import RECENT_IDS, drop_repeats, skip_done
+from ..errors import ConfigError, ResumeError
+from ..journal import Journal, journal_path
+from ..journal_rewrite import fsync_directory
+from ..models import InvalidInput, Request, RunStats
+from ..queues.base import ResultStore
+from ..resume import ResumeReport, fingerprint, open_for_resume
+from ..sinks import CsvSink, JsonlSink, open_sink
+from ..sinks import _resolve_format as resolve_output_format
+from ..stats import StatsCollector
+from ..stores import JournaledStore, SinkStore
+from .job import FetchJob
+
+Source = AsyncIterator[Request | InvalidInput]
+
+
+@dataclass
+class StoreWiring:
+    store: ResultStore
+    source: Source
+    journal: Journal | None = None
+    report: ResumeReport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def already_done(self) -> int:
+        if self.report is None:
+            return 0
+        return self.report.already_done - self.report.retrying
+
+    async def finished(self) -> None:
+        """The input was read to the end and every result committed."""
+        if self.journal is not None:
+            await self.journal.mark_complete()
+
+    def notes(self, stats: RunStats) -> list[str]:
+        """Summary lines about skipped and repeated requests."""
+        lines = []
+        if stats.skipped:
+            lines.append(f"skipped {stats.skipped} requests already done in earlier runs")
+        if stats.duplicates:
+            window = "" if self.journal else f" (among the last {RECENT_IDS:,} ids)"
+            lines.append(f"{stats.duplicates} repeated request ids fetched once{window}")
+        return lines
+
+
+async def open_store(
+    job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, source: Source, console: Console
+) -> StoreWiring:
+    """Open the sink (and journal) for ``job``; closing is registered on ``stack``."""
+    if job.resume:
+        return await _open_journaled(job, stack, stats, source, console)
+    _refuse_journaled_output(job)
+    store = SinkStore(
+        open_sink(job.output, output_format=job.output_format, include_headers=job.include_headers)
+    )
+    stack.push_async_callback(store.aclose)
+    return StoreWiring(store, drop_repeats(source, stats))
+
+
+def _refuse_journaled_output(job: FetchJob) -> None:
+    # A run without --resume would truncate the output and strand its journal: hours of
+    # work lost to a forgotten flag. Make the user say what they want.
+    if job.output not in (None, "-") and journal_path(job.output).exists():
+        raise ResumeError(
+            f"{job.output} belongs to a resumable job ({journal_path(job.output).name}):"
+            " add --resume to continue it, or delete both files to start over."
+        )
+
+
+async def _open_journaled(
+    job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, source: Source, console: Console
+) -> StoreWiring:
+    if job.output in (None, "-"):
+        raise ConfigError("--resume needs an output file, e.g. -o results.jsonl")
+    output = Path(job.output)
+    output_format = resolve_output_format(job.output, job.output_format)
+    options = job.resume_options(output_format)
+    journal, report = await open_for_resume(
+        output,
+        output_format,
+        lambda salt: fingerprint(job.inputs, options, salt),
+        force=job.resume_force,
+        retry_failed=job.retry_failed,
+    )
+    stack.push_async_callback(journal.aclose)
+    sink = open_sink(
+        output, output_format=output_format, include_headers=job.include_headers, append=True
+    )
+    length = (lambda: sink.position) if isinstance(sink, JsonlSink | CsvSink) else None
+    in_flight: set[str] = set()
+    store = JournaledStore(sink, journal, in_flight, output_length=length)
+    stack.push_async_callback(store.aclose)
+    # The output may be new: make its directory entry as durable as its contents.
+    await journal.call(lambda _db: fsync_directory(output.parent))
+    if not job.quiet:
+        console.print(f"asyncfetch: {_describe(report, journal)}", highlight=False, markup=False)
+    extra = {"journal": str(journal.path), "journal_run": report.runs}
+    return StoreWiring(store, skip_done(source, journal, in_flight, stats), journal, report, extra)
+
+
+def _describe(report: ResumeReport, journal: Journal) -> str:
+    if report.runs == 1 and report.rebuilt is None:
+        return f"journal {journal.path} started; run the same command to resume"
+    parts = [f"resuming (run {report.runs}): {report.already_done} requests already done"]
+    if report.already_failed:
+        parts.append(f"{report.already_failed} of them failed")
+    if report.retrying:
+        parts.append(f"retrying {report.retrying} failed")
+    if report.cut_bytes:
+        parts.append(f"dropped {report.cut_bytes} bytes of unrecorded output")
+    if report.rebuilt is not None:
+        parts.append(f"journal rebuilt from the output ({report.rebuilt} records kept)")
+    return "; ".join(parts)

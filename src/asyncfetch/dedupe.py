@@ -1,0 +1,151 @@
+"""Input filters in front of the work queue: skip finished requests, drop repeated ids.
+
+With ``--resume`` the journal is the index: requests are looked up in batches of what the
+source has ready (one SQLite query per batch, on the journal's thread), and a small set
+of the ids handed out but not yet committed covers the rest, so memory does not grow with
+the input. Without a journal a bounded window of recent ids catches repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .journal import MAX_LOOKUP, Journal
+from .models import InvalidInput, Request
+from .stats import StatsCollector
+
+T = TypeVar("T")
+Item = Request | InvalidInput
+# Without --resume: how many recent ids the repeat filter remembers (about 100 MB at most).
+RECENT_IDS = 1_000_000
+
+
+def item_id(item: Item) -> str:
+    """The id its result record will carry."""
+    return item.id if isinstance(item, Request) else item.record_id
+
+
+@dataclass(frozen=True, slots=True)
+class _End(Generic[T]):
+    error: BaseException | None
+
+
+async def _pump(source: AsyncIterator[T], channel: asyncio.Queue[T | _End[T]]) -> None:
+    try:
+        async for item in source:
+            await channel.put(item)
+    except Exception as exc:  # handed to the consumer, which raises it as its own
+        await channel.put(_End(exc))
+        return
+    await channel.put(_End(None))
+
+
+async def ready_batches(
+    source: AsyncIterator[T], limit: int = MAX_LOOKUP
+) -> AsyncGenerator[list[T], None]:
+    """Lists of the items ``source`` has ready (at most ``limit``), never waiting to fill one.
+
+    A slow producer (a pipe) gets its items through one by one; a fast one (a file)
+    yields full batches, so per-batch costs such as a journal lookup are amortised.
+    """
+    channel: asyncio.Queue[T | _End[T]] = asyncio.Queue(limit)
+    pump = asyncio.create_task(_pump(source, channel), name="asyncfetch-input-pump")
+    try:
+        while True:
+            batch: list[T] = []
+            item = await channel.get()
+            while not isinstance(item, _End):
+                batch.append(item)
+                if len(batch) >= limit or channel.empty():
+                    break
+                item = channel.get_nowait()
+            if batch:
+                yield batch
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+    finally:
+        pump.cancel()
+        with suppress(asyncio.CancelledError):
+            await pump
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def skip_done(
+    source: AsyncIterator[Item],
+    journal: Journal,
+    in_flight: set[str],
+    stats: StatsCollector,
+) -> AsyncGenerator[Item, None]:
+    """``source`` without the requests the journal has finished, each id handed out once.
+
+    ``in_flight`` holds the ids handed out and not yet committed; the store removes an
+    id only after its journal commit. Each batch reads it *before* its lookup, so an id
+    committed meanwhile is seen by one check or the other. Ids handed out from the
+    current batch are tracked apart: they may be committed, and leave ``in_flight``,
+    before the batch is through, after a lookup that could not see them.
+    """
+    batches = ready_batches(source)
+    try:
+        async for batch in batches:
+            ids = [item_id(item) for item in batch]
+            handed_out = {request_id for request_id in ids if request_id in in_flight}
+            finished = await journal.lookup(set(ids) - handed_out)
+            this_batch: set[str] = set()
+            for item, request_id in zip(batch, ids, strict=True):
+                if finished.get(request_id, journal.run) != journal.run:
+                    stats.skipped += 1
+                elif (
+                    request_id in finished or request_id in handed_out or request_id in this_batch
+                ):
+                    stats.duplicates += 1
+                else:
+                    this_batch.add(request_id)
+                    in_flight.add(request_id)
+                    yield item
+    finally:
+        await batches.aclose()
+
+
+class RecentIds:
+    """The last ``capacity`` ids seen, for repeat detection in bounded memory."""
+
+    def __init__(self, capacity: int = RECENT_IDS) -> None:
+        self._capacity = capacity
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
+
+    def add(self, request_id: str) -> bool:
+        """Remember ``request_id``; False if it is already remembered (a repeat)."""
+        if request_id in self._seen:
+            return False
+        self._seen.add(request_id)
+        self._order.append(request_id)
+        if len(self._order) > self._capacity:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
+async def drop_repeats(
+    source: AsyncIterator[Item], stats: StatsCollector, capacity: int = RECENT_IDS
+) -> AsyncGenerator[Item, None]:
+    """``source`` without items whose id was among the last ``capacity`` ids."""
+    recent = RecentIds(capacity)
+    try:
+        async for item in source:
+            if recent.add(item_id(item)):
+                yield item
+            else:
+                stats.duplicates += 1
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
