@@ -1,0 +1,139 @@
+"""The Redis job pieces as a library: payloads, atomic commits, status, shared rate limits.
+
+Against a real redis-server (tests/redis_server.py); never skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from asyncfetch.models import InvalidInput, Request, Result, Timings
+from asyncfetch.queues.base import WorkItem
+from asyncfetch.queues.redis import (
+    GROUP,
+    JobKeys,
+    add_requests,
+    create_job,
+    finish_enqueue,
+    job_status,
+)
+from asyncfetch.queues.redis_codec import (
+    decode_request,
+    decode_result,
+    encode_request,
+    encode_result,
+)
+from asyncfetch.queues.redis_queue import RedisResultStore
+from asyncfetch.queues.redis_rate import RedisRateLimiter
+from asyncfetch.results import failure_result
+
+from .redis_server import RedisServer, running_redis
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_server.url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+def test_requests_survive_the_trip_through_json() -> None:
+    request = Request.create(
+        "http://127.0.0.1/x",
+        method="post",
+        headers={"A": "1"},
+        body=b"\x00\xff",
+        line=7,
+        meta={"k": [1]},
+    )
+    assert decode_request(encode_request(request)) == request
+    bad = InvalidInput(line=3, message="bad url", raw="htp:/x")
+    decoded = decode_request(encode_request(bad))
+    assert isinstance(decoded, InvalidInput)
+    assert (decoded.line, decoded.message, decoded.record_id) == (3, "bad url", bad.record_id)
+
+
+def test_result_records_survive_the_trip_through_json() -> None:
+    request = Request.create("http://127.0.0.1/x", meta={"row": 1})
+    result = failure_result(
+        request, "timeout", "slow", attempts=2, timings=Timings(total_ms=5.0), started_at="t"
+    )
+    assert decode_result(encode_result(result)).to_record() == result.to_record()
+
+
+async def _job_with_one_request(client: aioredis.Redis, keys: JobKeys) -> tuple[str, Request]:
+    await create_job(client, keys, {"retries": 0}, append=False)
+    request = Request.create("http://127.0.0.1/one")
+    await add_requests(client, keys, [encode_request(request)])
+    await finish_enqueue(client, keys)
+    reply = await client.xreadgroup(GROUP, "slow", {keys.requests: ">"}, count=1)
+    return reply[0][1][0][0].decode(), request
+
+
+def _result(request: Request) -> Result:
+    return failure_result(
+        request, "read", "reset", attempts=1, timings=Timings(), started_at="2024-01-01"
+    )
+
+
+async def test_an_entry_finished_twice_gets_one_record(client: aioredis.Redis) -> None:
+    keys = JobKeys("twice")
+    token, request = await _job_with_one_request(client, keys)
+    # A second worker reclaims the entry while the first is still working on it.
+    await client.xautoclaim(keys.requests, GROUP, "fast", min_idle_time=0)
+    item = WorkItem(request, enqueued_at=0.0, token=token)
+    slow, fast = RedisResultStore(client, keys, "slow"), RedisResultStore(client, keys, "fast")
+    await fast.commit([(item, _result(request))])
+    await slow.commit([(item, _result(request))])
+    await fast.commit([(item, _result(request))])  # a resend after a lost reply
+    assert await client.xlen(keys.results) == 1
+    assert (fast.duplicates, slow.duplicates) == (1, 1)
+
+
+async def test_status_reports_counts_and_completion(
+    client: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    keys = JobKeys("status")
+    token, request = await _job_with_one_request(client, keys)
+    before = await job_status(redis_server.url, "status")
+    assert before["pending_by_consumer"] == {"slow": 1}
+    assert (before["enqueued"], before["done"], before["complete"]) == (1, 0, False)
+    item = WorkItem(request, enqueued_at=0.0, token=token)
+    await RedisResultStore(client, keys, "slow").commit([(item, _result(request))])
+    after = await job_status(redis_server.url, "status")
+    assert (after["done"], after["pending"], after["dead_lettered"]) == (1, 0, 0)
+    assert after["complete"] is True
+    assert after["rate"] > 0
+
+
+async def test_shared_rate_limits_space_reservations(client: aioredis.Redis) -> None:
+    delays: list[float] = []
+
+    async def record(delay: float) -> None:
+        delays.append(delay)
+
+    keys = JobKeys("rate")
+    # Two limiters stand for two workers: they share the meters in Redis.
+    first, second = (
+        RedisRateLimiter(client, keys, rate=None, per_host_rate=10, sleep=record) for _ in range(2)
+    )
+    for n in range(10):
+        await (first if n % 2 else second).acquire("a.example")
+    await first.acquire("b.example")  # another host has its own meter
+    assert len(delays) == 9  # the first request of each host goes at once
+    spacing = [later - earlier for earlier, later in itertools.pairwise(delays)]
+    assert all(0.07 < step < 0.13 for step in spacing), spacing
+    assert delays[-1] > 0.8
