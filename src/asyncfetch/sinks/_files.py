@@ -11,10 +11,13 @@ import asyncio
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Self
 
 from ..errors import OutputError
+from ..models import Result
 
 DEFAULT_BATCH_BYTES = 1024 * 1024
 # Below this a write to a regular file takes microseconds; a thread hop would cost more.
@@ -169,3 +172,49 @@ class FileWriter:
         except OSError as exc:
             return f" (and it may end with a partial line: {describe_os_error(exc)})"
         return ""
+
+
+class BufferedFileSink:
+    """What the JSONL and CSV sinks share: whole-line batches through one FileWriter.
+
+    Subclasses say how results become bytes (:meth:`_encode`); writing, flushing,
+    durability and the committed length live here once.
+    """
+
+    _writer: FileWriter
+
+    @property
+    def position(self) -> int:
+        """The committed byte length of the output after the last flush."""
+        return self._writer.position
+
+    async def size(self) -> int:
+        """Same as :attr:`position`; an async method shared with the SQLite sink."""
+        return self._writer.position
+
+    async def write(self, results: Sequence[Result]) -> None:
+        """Buffer the records; write them out once a batch has accumulated."""
+        if self._writer.append(self._encode(results)):
+            await self._writer.flush()
+
+    async def flush(self, *, durable: bool = False) -> None:
+        """Write everything buffered; with ``durable``, fsync before returning."""
+        await self._writer.flush(durable=durable)
+
+    async def aclose(self) -> None:
+        """Flush and close (stdout is flushed but left open)."""
+        await self._writer.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _encode(self, results: Sequence[Result]) -> bytes:
+        raise NotImplementedError

@@ -12,13 +12,13 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from ..errors import ConfigError, OutputError
 from ..models import Result
 from ._files import (
     DEFAULT_BATCH_BYTES,
+    BufferedFileSink,
     FileWriter,
     describe_os_error,
     open_output,
@@ -56,7 +56,7 @@ def _check_header(path: Path, columns: tuple[str, ...]) -> None:
         )
 
 
-class CsvSink:
+class CsvSink(BufferedFileSink):
     """Writes records as CSV rows to a file or to stdout; the header row is written once."""
 
     def __init__(
@@ -103,39 +103,8 @@ class CsvSink:
         """The header row, in order."""
         return self._columns
 
-    @property
-    def position(self) -> int:
-        """The committed byte length of the output after the last flush."""
-        return self._writer.position
-
-    async def size(self) -> int:
-        """Same as :attr:`position`; an async method shared with the SQLite sink."""
-        return self._writer.position
-
-    async def write(self, results: Sequence[Result]) -> None:
-        """Buffer the rows; write them out once a batch has accumulated."""
-        rows = [self._row(result) for result in results]
-        if self._writer.append(self._encode_rows(rows)):
-            await self._writer.flush()
-
-    async def flush(self, *, durable: bool = False) -> None:
-        """Write everything buffered; with ``durable``, fsync before returning."""
-        await self._writer.flush(durable=durable)
-
-    async def aclose(self) -> None:
-        """Flush and close (stdout is flushed but left open)."""
-        await self._writer.aclose()
-
-    async def __aenter__(self) -> CsvSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _encode(self, results: Sequence[Result]) -> bytes:
+        return self._encode_rows([self._row(result) for result in results])
 
     def _row(self, result: Result) -> list[str | int | float]:
         flat = flatten(result.to_record(), include_headers=self._include_headers)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from ..models import Result
-from ._files import DEFAULT_BATCH_BYTES, FileWriter, open_output, stdout_stream
+from ._files import (
+    DEFAULT_BATCH_BYTES,
+    BufferedFileSink,
+    FileWriter,
+    open_output,
+    stdout_stream,
+)
 from ._records import dumps
 
 
-class JsonlSink:
+class JsonlSink(BufferedFileSink):
     """Writes records as JSON Lines to a file or to stdout.
 
     Lines are buffered and written in batches of whole lines; ``flush(durable=True)``
@@ -41,36 +46,5 @@ class JsonlSink:
         """A sink writing to ``sys.stdout.buffer``, which it never closes."""
         return cls(stdout_stream(), name="stdout", owns_stream=False)
 
-    @property
-    def position(self) -> int:
-        """The committed byte length of the output after the last flush."""
-        return self._writer.position
-
-    async def size(self) -> int:
-        """Same as :attr:`position`; an async method shared with the SQLite sink."""
-        return self._writer.position
-
-    async def write(self, results: Sequence[Result]) -> None:
-        """Buffer the records; write them out once a batch has accumulated."""
-        lines = b"".join(dumps(result.to_record(), newline=True) for result in results)
-        if self._writer.append(lines):
-            await self._writer.flush()
-
-    async def flush(self, *, durable: bool = False) -> None:
-        """Write everything buffered; with ``durable``, fsync before returning."""
-        await self._writer.flush(durable=durable)
-
-    async def aclose(self) -> None:
-        """Flush and close (stdout is flushed but left open)."""
-        await self._writer.aclose()
-
-    async def __aenter__(self) -> JsonlSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _encode(self, results: Sequence[Result]) -> bytes:
+        return b"".join(dumps(result.to_record(), newline=True) for result in results)
