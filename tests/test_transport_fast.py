@@ -456,23 +456,36 @@ async def test_server_closing_an_idle_connection(
     assert len(server.stats.peers) == 2
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_stale_keep_alive_connection_is_retried_once(
-    raw_server: RawServerFactory, transport: FastTransport, method: str
+async def one_answer_per_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    async def one_answer_per_connection(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await read_head(reader)
-        writer.write(OK_RESPONSE)
-        await read_head(reader)  # the next request arrives as we close: never answered
+    await read_head(reader)
+    writer.write(OK_RESPONSE)
+    await read_head(reader)  # the next request arrives as we close: never answered
 
+
+async def test_stale_keep_alive_get_is_retried_once(
+    raw_server: RawServerFactory, transport: FastTransport
+) -> None:
     server = await raw_server(one_answer_per_connection)
-    first = await get(transport, server.url, method=method)
-    second = await get(transport, server.url, method=method)
+    first = await get(transport, server.url)
+    second = await get(transport, server.url)
     assert (first.body, second.body) == (b"ok", b"ok")
     assert second.connect_ms is not None  # it was served by a fresh connection
     assert len(server.stats.peers) == 2
+
+
+async def test_stale_keep_alive_post_that_was_written_is_not_replayed(
+    raw_server: RawServerFactory, transport: FastTransport
+) -> None:
+    # The server read the second POST before closing: it may have acted on it, so
+    # sending it again could repeat its effect (RFC 9110 §9.2.2).
+    server = await raw_server(one_answer_per_connection)
+    assert (await get(transport, server.url, method="POST")).body == b"ok"
+    with pytest.raises(ReadError) as caught:
+        await get(transport, server.url, method="POST")
+    assert caught.value.may_have_been_sent is True
+    assert len(server.stats.peers) == 1
 
 
 async def test_stray_bytes_on_an_idle_connection(

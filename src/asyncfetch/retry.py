@@ -44,7 +44,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isdigit() alone accepts "²" and other Unicode digits that float() rejects; a header
+    # is server input, so only ASCII delta-seconds count.
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -68,6 +70,10 @@ def decide_after_error(
 ) -> RetryDecision:
     """Whether attempt number ``attempt`` (1-based), which failed with ``error``, is retried."""
     if attempt >= policy.max_attempts or error.kind in _PERMANENT_KINDS:
+        return GIVE_UP
+    if error.kind is ErrorKind.PROTOCOL and not error.may_have_been_sent:
+        # The engine could not even build the request (a URL or header it cannot
+        # encode): every attempt would fail the same way before sending a byte.
         return GIVE_UP
     if not _may_retry_method(request, policy, error.may_have_been_sent):
         return GIVE_UP

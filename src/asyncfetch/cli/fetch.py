@@ -183,7 +183,7 @@ def fetch_command(**options: object) -> None:
     """Fetch every request in INPUT (URL lines, JSONL specs or CSV; '-' = stdin).
 
     Writes exactly one JSON record per input request; repeated request ids are fetched
-    once (without --resume, among the last 100,000 ids). Exit codes: 0 done, 1 some
+    once (without --resume, among the last 50,000 ids). Exit codes: 0 done, 1 some
     requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
     """
     job = FetchJob.from_options(options)

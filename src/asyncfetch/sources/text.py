@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 from ..config import RequestDefaults
 from ..errors import InputError
 from ..models import InvalidInput, Request
-from .reader import LineStream, RawLine
+from .reader import LineStream, RawLine, is_candidate
 from .spec import invalid_input
 from .validate import MAX_URL_LENGTH, validate_url
 
@@ -28,6 +28,8 @@ def text_line(raw_line: RawLine, defaults: RequestDefaults) -> Request | Invalid
     number, data, too_long = raw_line
     if too_long:
         return invalid_input(number, f"URL is too long (at most {MAX_URL_LENGTH})", _lossy(data))
+    if not is_candidate(data):
+        return None  # a blank or comment line is skipped whatever its encoding, as in JSONL
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

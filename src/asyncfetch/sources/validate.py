@@ -6,6 +6,7 @@ wrong and how to fix it, so a bad line becomes one readable ``invalid_input`` re
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from ..errors import InputError
@@ -22,6 +23,11 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _AUTHORITY_END = re.compile(r"[/?#]")
 _FORBIDDEN_IN_HEADER_VALUE = re.compile(r"[\r\n\x00]")
+# RFC 3986 section 3.2: userinfo and host hold unreserved characters, sub-delims, ":",
+# %-escapes and (as IRIs) non-ASCII. The rest ('"', "<", "[", "\\", "^", "|"...) no HTTP
+# client sends, and a line that has them must become invalid_input here, not a transport
+# failure later.
+_BAD_IN_AUTHORITY = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=%:@\x80-\U0010ffff]")
 
 
 def validate_url(url: str) -> str:
@@ -60,7 +66,10 @@ def _check_parts(url: str) -> None:
     if not rest.startswith("//"):
         raise InputError(f"URL has no host: {excerpt(url)}; write {scheme}://host/path")
     authority = _AUTHORITY_END.split(rest[2:], maxsplit=1)[0]
-    _check_host_port(authority.rpartition("@")[2], url)
+    userinfo, _, host_port = authority.rpartition("@")
+    if _BAD_IN_AUTHORITY.search(userinfo):
+        raise InputError(f"URL has a character not allowed before its host: {excerpt(url)}")
+    _check_host_port(host_port, url)
 
 
 def _check_host_port(host_port: str, url: str) -> None:
@@ -69,14 +78,42 @@ def _check_host_port(host_port: str, url: str) -> None:
         if not bracket or not host or (port and not port.startswith(":")):
             raise InputError(f"URL has a malformed [IPv6] host: {excerpt(url)}")
         port = port[1:]
+        _check_ipv6(host, url)
     else:
         host, _, port = host_port.partition(":")
+        _check_host_name(host, url)
     if not host:
         raise InputError(f"URL has no host: {excerpt(url)}")
     if port and not (
         len(port) <= 5 and port.isascii() and port.isdigit() and 0 < int(port) < 65536
     ):
         raise InputError(f"URL port must be a number from 1 to 65535, not {excerpt(port)!r}")
+
+
+def _check_host_name(host: str, url: str) -> None:
+    if _BAD_IN_AUTHORITY.search(host):
+        raise InputError(f"URL host has a character not allowed in a host name: {excerpt(url)}")
+    last_label = host.rstrip(".").rpartition(".")[2]
+    if last_label.isascii() and last_label.isdigit():
+        # A name ending in a number is an IPv4 address to URL parsers (WHATWG), which read
+        # "1.2.3" or "0x7f.1" as some address; only the plain dotted quad is unambiguous.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as exc:
+            raise InputError(f"URL host is not a valid IPv4 address: {excerpt(url)}") from exc
+    if not host.isascii() or ".." in host or host.startswith(".") or len(host) > 63:
+        # Empty or over-long labels can never resolve, and TLS cannot carry them.
+        try:
+            host.encode("idna")  # what both transports do to an international name
+        except UnicodeError as exc:
+            raise InputError(f"URL host is not a valid host name: {excerpt(url)}") from exc
+
+
+def _check_ipv6(host: str, url: str) -> None:
+    try:
+        ipaddress.IPv6Address(host.replace("%25", "%", 1))  # "%25" introduces a zone id
+    except ValueError as exc:
+        raise InputError(f"URL has a malformed [IPv6] host: {excerpt(url)}") from exc
 
 
 def validate_method(method: str) -> str:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
@@ -63,6 +65,17 @@ class _TimedConnector(aiohttp.TCPConnector):
             sink.append((time.perf_counter() - started) * 1000)
         return connection
 
+    async def _get(self, *args: Any, **kwargs: Any) -> Any:
+        # aiohttp keeps parsing a pooled connection while it is idle: bytes a server sends
+        # then (a forged second response after a short Content-Length) would be handed to
+        # the next request as its answer. should_close is true once anything arrived.
+        while (connection := await super()._get(*args, **kwargs)) is not None:
+            protocol = connection.protocol
+            if protocol is not None and not protocol.should_close:
+                return connection
+            connection.close()
+        return None
+
 
 class AiohttpTransport:
     """Transport over one shared :class:`aiohttp.ClientSession`."""
@@ -75,10 +88,13 @@ class AiohttpTransport:
         *,
         concurrency: int = 100,
         per_host_connections: int = 8,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
         self._options = options
         self._concurrency = concurrency
         self._per_host = per_host_connections
+        # An async resolver (or a test's fake) instead of getaddrinfo in the thread pool.
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeout_cache: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
@@ -90,8 +106,9 @@ class AiohttpTransport:
             ssl=build_ssl_context(self._options),
             ttl_dns_cache=300,
             enable_cleanup_closed=False,
+            resolver=self._resolver,
         )
-        return aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # requests must not leak state into others
             timeout=aiohttp.ClientTimeout(total=None),
@@ -101,6 +118,11 @@ class AiohttpTransport:
             max_field_size=_MAX_HEADER_LINE,
             max_headers=_MAX_HEADERS,
         )
+        # aiohttp replays a GET once after any reset or disconnect, even on a new
+        # connection: a failing server then sees two requests per attempt that no record
+        # counts. _send_once replays only on a reused connection (RFC 9112 section 9.3.1).
+        session._retry_connection = False
+        return session
 
     async def __aenter__(self) -> AiohttpTransport:
         return self
@@ -113,11 +135,32 @@ class AiohttpTransport:
             if self._closed:
                 raise CancelledRequestError("the transport is closed")
             self._session = self._open()
+        try:
+            if request.url[:6].lower() == "https:":
+                _check_tls_name(urlsplit(request.url).hostname or "")
+            return await self._send_once(
+                self._session, request, timeouts, max_body, replay_stale=request.idempotent
+            )
+        except TransportError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise map_error(exc) from exc
+
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        request: Request,
+        timeouts: Timeouts,
+        max_body: int,
+        *,
+        replay_stale: bool,
+    ) -> Response:
         connect_times: list[float] = []
         _connect_ms.set(connect_times)
         started = time.perf_counter()
+        answered = False
         try:
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 _target_url(request),
                 headers=request.headers,
@@ -126,6 +169,7 @@ class AiohttpTransport:
                 proxy=self._options.proxy,
                 timeout=self._client_timeout(timeouts),
             ) as response:
+                answered = True
                 ttfb_ms = (time.perf_counter() - started) * 1000
                 body = await _read_body(response, max_body)
                 return Response(
@@ -136,10 +180,13 @@ class AiohttpTransport:
                     connect_ms=connect_times[0] if connect_times else None,
                     ttfb_ms=ttfb_ms,
                 )
-        except TransportError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-            raise map_error(exc) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # No new connection was made and nothing came back: the server closed a pooled
+            # connection as we reused it. An idempotent request goes once more, on a new one.
+            opened = bool(connect_times) or isinstance(exc, aiohttp.ClientConnectorError)
+            if answered or opened or not replay_stale:
+                raise
+        return await self._send_once(session, request, timeouts, max_body, replay_stale=False)
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         # Built once per distinct Timeouts: a run uses one, and aiohttp copies nothing.
@@ -156,6 +203,16 @@ class AiohttpTransport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_tls_name(host: str) -> None:
+    """Raise ValueError for a host name TLS cannot carry (an empty or 64+ character label).
+
+    asyncio fails on such a name only after the TCP connection is made, and that socket is
+    then never closed: checked here, a request to ``https://a..b/`` leaks nothing.
+    """
+    host.encode("idna")  # UnicodeError, a ValueError, says which label is wrong
 
 
 def _target_url(request: Request) -> str | yarl.URL:

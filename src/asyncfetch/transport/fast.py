@@ -205,11 +205,12 @@ class FastTransport:
                 )
                 return conn, connect_ms
             except StaleConnection as exc:
-                if retried:
+                if retried or (exc.written and not request.idempotent):
                     pool.discard(conn)
                     raise ReadError(str(exc), may_have_been_sent=exc.written) from exc
-                # The server closed a kept-alive connection before reading our request:
-                # it never processed it, so one retry on a new connection is safe.
+                # The server closed a kept-alive connection before answering. Unwritten,
+                # the request never reached it; written, it may have, so only an idempotent
+                # request is sent again (RFC 9110 §9.2.2) - a POST is reported instead.
                 retried = True
                 conn, connect_ms = await pool.replace(conn, timeouts.connect)
             except BaseException:

@@ -8,6 +8,7 @@ the target is another origin, so a redirect cannot hand a token to another host.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from urllib.parse import urljoin, urlsplit
 
@@ -20,6 +21,8 @@ from .base import Transport
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
+# Whitespace and control characters cannot be sent in a request line.
+_UNSENDABLE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -28,15 +31,33 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
 
 
-def next_request(request: Request, response: Response) -> Request:
-    """The request to send after a redirect response; RedirectError if it must not be."""
+def _redirect_target(request: Request, response: Response) -> str:
+    """The absolute URL a redirect points to, or RedirectError if it cannot be followed.
+
+    Location is server input: urljoin and urlsplit raise ValueError on a broken IPv6 host
+    or an out-of-range port, and a target without a host or with spaces would fail later
+    as a transport error that the retry rules would treat as retryable.
+    """
     location = response.header("Location")
     if not location:
         raise RedirectError(f"{response.status} redirect without a Location header")
-    target = urljoin(request.url, location.strip())
-    scheme = urlsplit(target).scheme.lower()
+    try:
+        target = urljoin(request.url, location.strip())
+        parts = urlsplit(target)
+        _ = parts.port  # raises ValueError when the port is out of range
+    except ValueError as exc:
+        raise RedirectError(f"{response.status} redirect to an invalid URL: {exc}") from exc
+    scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise RedirectError(f"refusing redirect to a {scheme or 'relative'}: URL")
+    if not parts.hostname or _UNSENDABLE.search(target):
+        raise RedirectError(f"{response.status} redirect to an invalid URL")
+    return target
+
+
+def next_request(request: Request, response: Response) -> Request:
+    """The request to send after a redirect response; RedirectError if it must not be."""
+    target = _redirect_target(request, response)
     method, body, headers = request.method, request.body, request.headers
     if response.status == 303 or (response.status in (301, 302) and method == "POST"):
         method = "GET" if method != "HEAD" else "HEAD"

@@ -1,0 +1,69 @@
+"""A minimal, fast HTTP/1.1 server for load tests, run in its own process.
+
+    python -m tests.fault_loadserver HOSTS
+
+listens on 127.0.0.2 … 127.0.0.(HOSTS+1), each on a free port, prints one JSON line
+``{"listeners": ["127.0.0.2:port", ...]}`` and serves until stdin closes. Every request
+(GET, no body) gets the same small keep-alive response: the client is what is measured,
+so the server must cost as little as possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import cast
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+    b"Connection: keep-alive\r\n\r\nok"
+)
+END_OF_HEAD = b"\r\n\r\n"
+
+
+class FixedResponse(asyncio.Protocol):
+    """Answers each request head with RESPONSE; pipelined heads are answered in order."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they only behave like one.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._pending + data
+        complete = buffer.count(END_OF_HEAD)
+        if complete and self._transport is not None:
+            self._transport.write(RESPONSE * complete)
+        self._pending = buffer[buffer.rfind(END_OF_HEAD) + 4 :] if complete else buffer
+
+
+async def serve(hosts: int) -> None:
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(FixedResponse, f"127.0.0.{2 + index}", 0, backlog=1024)
+        for index in range(hosts)
+    ]
+    listeners = ["{}:{}".format(*server.sockets[0].getsockname()[:2]) for server in servers]
+    print(json.dumps({"listeners": listeners}), flush=True)
+    # The parent closes our stdin to stop us; a dead parent does the same.
+    await loop.run_in_executor(None, sys.stdin.read)
+    for server in servers:
+        server.close()
+
+
+def main() -> None:
+    hosts = int(sys.argv[1]) if len(sys.argv) > 1 else 25
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(hosts))
+    else:
+        uvloop.run(serve(hosts))
+
+
+if __name__ == "__main__":
+    main()
