@@ -7,8 +7,8 @@ import csv
 import resource
 import signal
 import sqlite3
+import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -334,33 +334,57 @@ async def test_disk_full_is_an_output_error(output_format: str) -> None:
         await sink.aclose()  # the failure was reported once; closing still succeeds
 
 
-@pytest.fixture
-def file_size_limit() -> Iterator[int]:
-    """Cap file sizes for this process so a write stops half-way (EFBIG), then restore."""
-    limit = 1000
-    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
-    try:
-        yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
-        signal.signal(signal.SIGXFSZ, old_handler)
+# Run in a child process: a file-size limit on the test process itself would also stop
+# pytest writing its own output when that goes to a file (as in CI logs).
+_TORN_LINE_SCRIPT = """
+import asyncio, sys
+from asyncfetch.errors import OutputError
+from asyncfetch.models import BodyField, Result, Timings
+from asyncfetch.sinks import JsonlSink
 
+def result(rid, text):
+    return Result(id=rid, line=1, method="GET", url="http://h/", final_url="http://h/",
+        status=200, error=None, attempts=1, timings=Timings(), bytes=0, sha256=None,
+        content_type=None, started_at="t", body=BodyField("body", text))
 
-async def test_failed_write_leaves_no_torn_line(tmp_path: Path, file_size_limit: int) -> None:
-    target = tmp_path / "out.jsonl"
-    sink = JsonlSink.open(target)
+async def main():
+    sink = JsonlSink.open(sys.argv[1])
     try:
-        await sink.write([make_result("first", body=BodyField("body", "a" * 300))])
+        await sink.write([result("first", "a" * 300)])
         await sink.flush()
-        committed = sink.position
-        assert 0 < committed < file_size_limit
-        await sink.write([make_result("second", body=BodyField("body", "b" * 900))])
-        with pytest.raises(OutputError, match=r"out\.jsonl"):
+        print(sink.position)
+        await sink.write([result("second", "b" * 900)])
+        try:
             await sink.flush()
+        except OutputError as error:
+            print("OutputError:", error)
     finally:
         await sink.aclose()
+
+asyncio.run(main())
+"""
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+
+
+def test_failed_write_leaves_no_torn_line(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    child = subprocess.run(
+        [sys.executable, "-c", _TORN_LINE_SCRIPT, str(target)],
+        preexec_fn=_limit_file_size,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    committed_text, error_line = child.stdout.splitlines()
+    committed = int(committed_text)
+    assert 0 < committed < 1000
+    assert error_line.startswith("OutputError:") and "out.jsonl" in error_line
     assert target.stat().st_size == committed
     assert [line["id"] for line in read_jsonl(target)] == ["first"]
 
