@@ -76,7 +76,7 @@ class Fetcher:
     def __init__(
         self,
         *,
-        engine: str = "aiohttp",
+        engine: str = "auto",
         headers: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         **options: Any,

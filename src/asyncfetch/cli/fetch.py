@@ -146,7 +146,7 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
 @click.option(
     "--engine",
     type=click.Choice(["auto", "aiohttp", "fast"]),
-    default="aiohttp",
+    default="auto",
     show_default=True,
     help="HTTP engine.",
 )
