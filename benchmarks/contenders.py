@@ -94,7 +94,7 @@ def _cli_unavailable() -> str | None:
     return None
 
 
-def _fast_unavailable() -> str | None:
+def _engine_option_unavailable() -> str | None:
     reason = _cli_unavailable()
     if reason is None and "--engine" not in (_fetch_help() or ""):
         return "`asyncfetch fetch` does not accept --engine yet"
@@ -294,16 +294,16 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         ASYNCFETCH_CLI,
-        "asyncfetch CLI",
+        "asyncfetch CLI (default engine: fast)",
         _cli_unavailable,
         _cli([]),
         frozenset({"throughput", "latency", "memory"}),
     ),
     Contender(
-        "asyncfetch-fast",
-        "asyncfetch CLI (fast)",
-        _fast_unavailable,
-        _cli(["--engine", "fast"]),
+        "asyncfetch-aiohttp",
+        "asyncfetch CLI (aiohttp engine)",
+        _engine_option_unavailable,
+        _cli(["--engine", "aiohttp"]),
         usage_error_skips=True,
     ),
     Contender(
