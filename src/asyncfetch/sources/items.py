@@ -8,8 +8,8 @@ from typing import Any
 from ..config import RequestDefaults
 from ..errors import InputError
 from ..models import InvalidInput, Request
-from .spec import build_request, invalid_input
-from .validate import type_name, validate_url
+from .spec import build_request, invalid_input, url_request
+from .validate import type_name
 
 Item = str | Request | Mapping[str, Any]
 NO_DEFAULTS = RequestDefaults()
@@ -42,7 +42,7 @@ def to_request(item: object, number: int, defaults: RequestDefaults) -> Request 
     if isinstance(item, Request):
         return item
     if isinstance(item, str):
-        return _url_request(item, number, defaults)
+        return url_request(item.strip(), number, item, defaults)
     if isinstance(item, Mapping):
         try:
             return build_request(item, line=number, defaults=defaults)
@@ -50,17 +50,6 @@ def to_request(item: object, number: int, defaults: RequestDefaults) -> Request 
             return invalid_input(number, exc.message, _raw(item), item)
     message = f"item {number} is {type_name(item)}; expected a URL string, a mapping or a Request"
     return invalid_input(number, message, _raw(item))
-
-
-def _url_request(text: str, number: int, defaults: RequestDefaults) -> Request | InvalidInput:
-    url = text.strip()
-    try:
-        validate_url(url)
-    except InputError as exc:
-        return invalid_input(number, exc.message, text)
-    return Request.create(
-        url, method=defaults.method, headers=defaults.headers, body=defaults.data, line=number
-    )
 
 
 def _raw(item: object) -> str:

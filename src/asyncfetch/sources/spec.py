@@ -171,3 +171,16 @@ def invalid_input(
         id=record_id,
         meta=None if spec is None else spec.get("meta"),
     )
+
+
+def url_request(
+    url: str, line: int, raw: str, defaults: RequestDefaults
+) -> Request | InvalidInput:
+    """A bare URL (a text line, a library string) as a Request with the run's defaults."""
+    try:
+        validate_url(url)
+    except InputError as exc:
+        return invalid_input(line, exc.message, raw)
+    return Request.create(
+        url, method=defaults.method, headers=defaults.headers, body=defaults.data, line=line
+    )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from ..config import RequestDefaults
-from ..errors import InputError
 from ..models import InvalidInput, Request
 from .reader import LineStream, RawLine, is_candidate
-from .spec import invalid_input
-from .validate import MAX_URL_LENGTH, validate_url
+from .spec import invalid_input, url_request
+from .validate import MAX_URL_LENGTH
 
 
 async def parse_text(
@@ -37,13 +36,7 @@ def text_line(raw_line: RawLine, defaults: RequestDefaults) -> Request | Invalid
     url = text.strip()
     if not url or url.startswith("#"):
         return None
-    try:
-        validate_url(url)
-    except InputError as exc:
-        return invalid_input(number, exc.message, text)
-    return Request.create(
-        url, method=defaults.method, headers=defaults.headers, body=defaults.data, line=number
-    )
+    return url_request(url, number, text, defaults)
 
 
 def _lossy(data: bytes) -> str:
