@@ -69,7 +69,16 @@ def _check_parts(url: str) -> None:
     userinfo, _, host_port = authority.rpartition("@")
     if _BAD_IN_AUTHORITY.search(userinfo):
         raise InputError(f"URL has a character not allowed before its host: {excerpt(url)}")
-    _check_host_port(host_port, url)
+    if host_port not in _VALID_HOST_PORTS:
+        _check_host_port(host_port, url)
+        if len(_VALID_HOST_PORTS) >= 4096:
+            _VALID_HOST_PORTS.clear()  # bounded: a run over millions of hosts stays small
+        _VALID_HOST_PORTS.add(host_port)
+
+
+# Hosts already found valid: inputs repeat a few hosts over and over, and the host checks
+# (IP address parsing above all) were the largest part of validating a line.
+_VALID_HOST_PORTS: set[str] = set()
 
 
 def _check_host_port(host_port: str, url: str) -> None:
