@@ -149,3 +149,36 @@ async def test_slots_are_fifo_bounded_and_survive_cancellation() -> None:
     assert peak == 2
     await asyncio.wait_for(slots.acquire(), 1)
     await asyncio.wait_for(slots.acquire(), 1)
+
+
+async def test_deadline_watch_cancels_only_overdue_tasks() -> None:
+    import asyncio
+
+    from asyncfetch.deadlines import DeadlineWatch
+
+    watch = DeadlineWatch(resolution=0.01)
+
+    async def attempt(seconds: float, timeout: float) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        watch.start(task, timeout)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            if watch.stop(task):
+                task.uncancel()
+                return "timeout"
+            raise
+        watch.stop(task)
+        return "done"
+
+    quick = asyncio.create_task(attempt(0.01, 5))
+    slow = asyncio.create_task(attempt(5, 0.05))
+    stopped = asyncio.create_task(attempt(5, 5))
+    await asyncio.sleep(0.1)
+    stopped.cancel()  # a cancellation from outside stays a cancellation
+    assert await quick == "done"
+    assert await slow == "timeout"
+    with pytest.raises(asyncio.CancelledError):
+        await stopped
+    await watch.aclose()

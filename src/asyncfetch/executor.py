@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from .config import Settings
+from .deadlines import DeadlineWatch
 from .errors import ErrorKind, TimeoutError_, TransportError
 from .limits import PerHostLimiter, RateLimiter, Slots
 from .models import Request, Response, Result, Timings
@@ -60,10 +61,15 @@ class RequestExecutor:
         self._settings = settings
         self._per_host = PerHostLimiter(settings.limits.per_host)
         self._global = Slots(settings.limits.concurrency)
+        self._deadlines = DeadlineWatch()
         self._rate = rate_limiter
         self._save_body = save_body
         self._rng = rng or random.Random()
         self._sleep = sleep
+
+    async def aclose(self) -> None:
+        """Stop the deadline sweeper (it also stops by itself once nothing is running)."""
+        await self._deadlines.aclose()
 
     async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:
         started = time.perf_counter()
@@ -86,19 +92,31 @@ class RequestExecutor:
         async with self._per_host.hold(host), self._global:
             if self._rate is not None:
                 await self._rate.acquire(host)
+            total = settings.timeouts.total
+            task = asyncio.current_task() if total is not None else None
+            outcome: Response | TransportError
             try:
-                async with asyncio.timeout(settings.timeouts.total):
-                    return await send_following(
-                        self._transport,
-                        request,
-                        timeouts=settings.timeouts,
-                        max_body=settings.body.max_body,
-                        max_redirects=settings.transport.max_redirects,
-                    )
-            except TimeoutError:
-                return TimeoutError_(f"no complete response within {settings.timeouts.total} s")
+                if task is not None and total is not None:
+                    self._deadlines.start(task, total)
+                outcome = await send_following(
+                    self._transport,
+                    request,
+                    timeouts=settings.timeouts,
+                    max_body=settings.body.max_body,
+                    max_redirects=settings.transport.max_redirects,
+                )
+            except asyncio.CancelledError:
+                if task is not None and self._deadlines.stop(task):
+                    task.uncancel()  # our own cancellation: it is a timeout, not a stop
+                    return TimeoutError_(f"no complete response within {total} s")
+                raise
             except TransportError as error:
-                return error
+                outcome = error
+            if task is not None and self._deadlines.stop(task):
+                # The deadline's cancellation was absorbed below us: a timeout all the same.
+                task.uncancel()
+                return TimeoutError_(f"no complete response within {total} s")
+            return outcome
 
     def _decide(
         self, request: Request, attempt: int, outcome: Response | TransportError

@@ -110,6 +110,8 @@ class Fetcher:
         for task in self._streams:
             task.cancel()
         await asyncio.gather(*self._streams, return_exceptions=True)
+        if self._executor is not None:
+            await self._executor.aclose()
         if self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.aclose()

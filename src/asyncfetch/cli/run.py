@@ -112,6 +112,7 @@ async def _fetch(job: FetchJob, console: Console) -> int:
             rate_limiter=GcraRateMeter(rate) if rate else None,
             save_body=_body_saver(settings),
         )
+        stack.push_async_callback(executor.aclose)
         runner = Runner(
             queue, wiring.store, executor, concurrency=settings.limits.concurrency, stats=stats
         )
