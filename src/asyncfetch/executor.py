@@ -13,7 +13,7 @@ from .deadlines import DeadlineWatch
 from .errors import ErrorKind, TimeoutError_, TransportError
 from .limits import PerHostLimiter, RateLimiter, Slots
 from .models import Request, Response, Result, Timings
-from .redact import redact_text
+from .redact import CREDENTIAL_HEADERS, redact_text
 from .results import failure_result, success_result, utc_now_iso
 from .retry import RetryDecision, decide_after_error, decide_after_response
 from .transport.base import Transport
@@ -169,14 +169,11 @@ class RequestExecutor:
 
 
 def _secrets_of(request: Request) -> tuple[str, ...]:
-    secrets = [value for name, value in request.headers if name.lower() in _SECRET_NAMES]
+    secrets = [value for name, value in request.headers if name.lower() in CREDENTIAL_HEADERS]
     password = _url_password(request.url)
     if password:
         secrets.append(password)
     return tuple(secrets)
-
-
-_SECRET_NAMES = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 def _url_password(url: str) -> str | None:

@@ -7,7 +7,10 @@ from urllib.parse import urlsplit, urlunsplit
 from .models import Headers
 
 REDACTED = "[redacted]"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# Request headers that carry credentials: dropped across origins, never in a record.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# Response headers too: a Set-Cookie is a credential the server hands out.
+SECRET_HEADERS = CREDENTIAL_HEADERS | {"set-cookie"}
 
 
 def redact_url(url: str) -> str:

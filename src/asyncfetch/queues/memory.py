@@ -31,7 +31,6 @@ class MemoryQueue:
         self._clock = clock
         self._feeder: asyncio.Task[None] | None = None
         self._stopped = False
-        self.read_count = 0
 
     def _start(self) -> None:
         if self._feeder is None:
@@ -41,7 +40,6 @@ class MemoryQueue:
         try:
             async for request in self._source:
                 await self._queue.put(WorkItem(request, enqueued_at=self._clock()))
-                self.read_count += 1
         except asyncio.CancelledError:
             raise  # stop() has already queued the end marker
         except BaseException:

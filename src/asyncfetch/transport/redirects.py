@@ -15,11 +15,10 @@ from urllib.parse import urljoin, urlsplit
 from ..config import Timeouts
 from ..errors import RedirectError
 from ..models import Request, Response
-from ..redact import redact_url
+from ..redact import CREDENTIAL_HEADERS, redact_url
 from .base import Transport
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 # Whitespace and control characters cannot be sent in a request line.
 _UNSENDABLE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -64,7 +63,7 @@ def next_request(request: Request, response: Response) -> Request:
         body = None
         headers = tuple(h for h in headers if h[0].lower() not in _BODY_HEADERS)
     if _origin(target) != _origin(request.url):
-        headers = tuple(h for h in headers if h[0].lower() not in _CREDENTIAL_HEADERS)
+        headers = tuple(h for h in headers if h[0].lower() not in CREDENTIAL_HEADERS)
     return replace(request, url=target, method=method, body=body, headers=headers)
 
 
