@@ -18,7 +18,7 @@ from .config import (
     TransportOptions,
 )
 from .engine import Runner
-from .errors import ConfigError, InputError
+from .errors import ConfigError
 from .eventloop import run_coroutine
 from .executor import RequestExecutor
 from .limits import GcraRateMeter
@@ -125,7 +125,9 @@ class Fetcher:
         """Fetch one URL, Request or request spec; always returns a Result, never raises
         for a network failure (the failure is in ``result.error``)."""
         executor = self._require_open()
-        built = _build_one(request, self._defaults)
+        from .sources import to_request
+
+        built = to_request(request, None, self._defaults)
         if isinstance(built, InvalidInput):
             return invalid_input_result(built)
         return await executor.execute(built)
@@ -167,18 +169,6 @@ async def _run_then_close(runner: Runner, store: ChannelStore) -> None:
         await store.aclose()  # wake the consumer, which then sees this error
         raise
     await store.aclose()
-
-
-def _build_one(request: RequestLike, defaults: RequestDefaults) -> Request | InvalidInput:
-    from .sources import build_request
-
-    if isinstance(request, Request):
-        return request
-    spec: Mapping[str, Any] = {"url": request} if isinstance(request, str) else request
-    try:
-        return build_request(spec, line=None, defaults=defaults)
-    except InputError as error:
-        return InvalidInput(line=None, message=error.message, raw=str(spec.get("url", "")))
 
 
 async def fetch_all(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .detect import detect_format as detect_format
 from .estimate import estimate_total as estimate_total
 from .items import iter_requests as iter_requests
+from .items import to_request as to_request
 from .source import open_source as open_source
 from .spec import build_request as build_request
 from .validate import validate_url as validate_url
@@ -20,5 +21,6 @@ __all__ = [
     "estimate_total",
     "iter_requests",
     "open_source",
+    "to_request",
     "validate_url",
 ]

@@ -37,8 +37,13 @@ async def iter_requests(
             yield to_request(item, number, defaults)
 
 
-def to_request(item: object, number: int, defaults: RequestDefaults) -> Request | InvalidInput:
-    """One item (URL string, spec mapping or Request) as a Request or InvalidInput."""
+def to_request(
+    item: object, number: int | None, defaults: RequestDefaults
+) -> Request | InvalidInput:
+    """One item (URL string, spec mapping or Request) as a Request or InvalidInput.
+
+    ``number`` is the item's line; None for a single request outside any input.
+    """
     if isinstance(item, Request):
         return item
     if isinstance(item, str):
@@ -48,7 +53,8 @@ def to_request(item: object, number: int, defaults: RequestDefaults) -> Request 
             return build_request(item, line=number, defaults=defaults)
         except InputError as exc:
             return invalid_input(number, exc.message, _raw(item), item)
-    message = f"item {number} is {type_name(item)}; expected a URL string, a mapping or a Request"
+    which = "the item" if number is None else f"item {number}"
+    message = f"{which} is {type_name(item)}; expected a URL string, a mapping or a Request"
     return invalid_input(number, message, _raw(item))
 
 

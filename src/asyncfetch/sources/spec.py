@@ -174,7 +174,7 @@ def invalid_input(
 
 
 def url_request(
-    url: str, line: int, raw: str, defaults: RequestDefaults
+    url: str, line: int | None, raw: str, defaults: RequestDefaults
 ) -> Request | InvalidInput:
     """A bare URL (a text line, a library string) as a Request with the run's defaults."""
     try:
