@@ -35,7 +35,7 @@ from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .fetch import fetch_command
 from .job import FetchJob
-from .run import _chain, _check_inputs, _signal_handler, run_with_exit_codes
+from .run import chain_inputs, check_inputs, run_with_exit_codes, signal_handler
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
     from ..queues.redis import JobKeys, Redis
@@ -170,7 +170,7 @@ async def _enqueue(
     # Validate every setting, -X and -H included, before anything is written.
     fetch_job.settings()
     fetch_job.request_defaults()
-    _check_inputs(fetch_job)
+    check_inputs(fetch_job)
     stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
     stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
     stored["per_host_rate"] = per_host_rate
@@ -190,7 +190,7 @@ async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
 
     count = 0
     batch: list[bytes] = []
-    async for item in _chain(fetch_job):
+    async for item in chain_inputs(fetch_job):
         batch.append(encode_request(item))
         if len(batch) >= _ENQUEUE_BATCH:
             await add_requests(client, keys, batch)
@@ -364,7 +364,7 @@ async def _run_with_signals(
     runner: Runner, console: Console, settings: Settings, fetch_job: FetchJob
 ) -> RunStats:
     loop = asyncio.get_running_loop()
-    handler = _signal_handler(runner, console, settings.grace_period, quiet=fetch_job.quiet)
+    handler = signal_handler(runner, console, settings.grace_period, quiet=fetch_job.quiet)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, handler)
     try:

@@ -56,7 +56,7 @@ def run_with_exit_codes(
         return EXIT_INTERRUPTED
 
 
-async def _chain(job: FetchJob) -> AsyncIterator[Request | InvalidInput]:
+async def chain_inputs(job: FetchJob) -> AsyncIterator[Request | InvalidInput]:
     from ..sources import open_source
 
     for path in job.inputs:
@@ -97,10 +97,10 @@ async def _fetch(job: FetchJob, console: Console) -> int:
     settings = job.settings()
     job.request_defaults()  # validates -X and -H before anything starts
     engine = resolve_engine(job.engine, settings)
-    _check_inputs(job)
+    check_inputs(job)
     stats = StatsCollector()
     async with AsyncExitStack() as stack:
-        wiring = await open_store(job, stack, stats, _chain(job), console)
+        wiring = await open_store(job, stack, stats, chain_inputs(job), console)
         transport = open_transport(engine, settings)
         stack.push_async_callback(transport.aclose)
         queue = MemoryQueue(wiring.source, maxsize=settings.limits.concurrency * 2)
@@ -125,7 +125,7 @@ async def _fetch(job: FetchJob, console: Console) -> int:
     return _finish(job, runner, result, console, engine, wiring.extra, wiring.notes(result))
 
 
-def _check_inputs(job: FetchJob) -> None:
+def check_inputs(job: FetchJob) -> None:
     from pathlib import Path
 
     for path in job.inputs:
@@ -137,7 +137,7 @@ async def _run_with_signals(
     job: FetchJob, runner: Runner, console: Console, settings: Settings, already_done: int
 ) -> RunStats:
     loop = asyncio.get_running_loop()
-    handler = _signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
+    handler = signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, handler)
     estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
@@ -151,7 +151,7 @@ async def _run_with_signals(
             loop.remove_signal_handler(signum)
 
 
-def _signal_handler(
+def signal_handler(
     runner: Runner, console: Console, grace_period: float, *, quiet: bool
 ) -> Callable[[], None]:
     def on_signal() -> None:
