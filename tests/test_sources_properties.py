@@ -215,6 +215,9 @@ def content_lines(content: bytes) -> list[bytes]:
 
 
 def is_text_content(line: bytes) -> bool:
+    stripped = line.strip()
+    if not stripped or stripped.startswith(b"#"):
+        return False  # blank and comment lines are skipped whatever their encoding
     try:
         text = line.decode("utf-8").strip()
     except UnicodeDecodeError:

@@ -9,6 +9,7 @@ the input. Without a journal a bounded window of recent ids catches repeats.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import suppress
@@ -18,12 +19,13 @@ from typing import Generic, TypeVar
 
 from .journal import MAX_LOOKUP, Journal
 from .models import InvalidInput, Request
+from .sources.batching import close_iterator, flatten
 from .stats import StatsCollector
 
 T = TypeVar("T")
 Item = Request | InvalidInput
 # Without --resume: how many recent ids the repeat filter remembers. Each costs about
-# 85 bytes (a 16-byte digest in a set and a deque), so 50,000 ids hold ~4 MB: measured,
+# 85 bytes (a 12- or 16-byte key in a set and a deque), so 50,000 ids hold ~4 MB: measured,
 # full id strings at 100,000 grew a million-line run's peak RSS by 40%. --resume makes
 # repeat detection exact, for any input size, through the journal instead.
 RECENT_IDS = 50_000
@@ -78,52 +80,87 @@ async def ready_batches(
         pump.cancel()
         with suppress(asyncio.CancelledError):
             await pump
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_iterator(source)
 
 
-async def skip_done(
+def skip_done(
     source: AsyncIterator[Item],
     journal: Journal,
     in_flight: set[str],
     stats: StatsCollector,
 ) -> AsyncGenerator[Item, None]:
-    """``source`` without the requests the journal has finished, each id handed out once.
+    """:func:`skip_done_batches` for a source of single items, one item at a time.
 
-    ``in_flight`` holds the ids handed out and not yet committed; the store removes an
-    id only after its journal commit. Each batch reads it *before* its lookup, so an id
-    committed meanwhile is seen by one check or the other. Ids handed out from the
-    current batch are tracked apart: they may be committed, and leave ``in_flight``,
-    before the batch is through, after a lookup that could not see them.
+    The items are grouped as they are ready (:func:`ready_batches`) for the lookups.
     """
-    batches = ready_batches(source)
+    return flatten(skip_done_batches(ready_batches(source), journal, in_flight, stats))
+
+
+async def skip_done_batches(
+    source_batches: AsyncIterator[list[Item]],
+    journal: Journal,
+    in_flight: set[str],
+    stats: StatsCollector,
+) -> AsyncGenerator[list[Item], None]:
+    """Each batch without the requests the journal has finished, each id handed out once.
+
+    One journal lookup per batch; batches left empty are not yielded. ``in_flight``
+    holds the ids handed out and not yet committed; the store removes an id only after
+    its journal commit. Each batch reads it *before* its lookup, so an id committed
+    meanwhile is seen by one check or the other. Ids handed out from the current batch
+    are tracked apart: they may be committed, and leave ``in_flight``, before the batch
+    is through, after a lookup that could not see them.
+    """
     try:
-        async for batch in batches:
-            ids = [item_id(item) for item in batch]
-            handed_out = {request_id for request_id in ids if request_id in in_flight}
-            finished = await journal.lookup(set(ids) - handed_out)
-            this_batch: set[str] = set()
-            for item, request_id in zip(batch, ids, strict=True):
-                if finished.get(request_id, journal.run) != journal.run:
-                    stats.skipped += 1
-                elif (
-                    request_id in finished or request_id in handed_out or request_id in this_batch
-                ):
-                    stats.duplicates += 1
-                else:
-                    this_batch.add(request_id)
-                    in_flight.add(request_id)
-                    yield item
+        async for batch in source_batches:
+            kept = await _unfinished(batch, journal, in_flight, stats)
+            if kept:
+                yield kept
     finally:
-        await batches.aclose()
+        await close_iterator(source_batches)
+
+
+async def _unfinished(
+    batch: list[Item], journal: Journal, in_flight: set[str], stats: StatsCollector
+) -> list[Item]:
+    ids = [item_id(item) for item in batch]
+    handed_out = {request_id for request_id in ids if request_id in in_flight}
+    finished = await journal.lookup(set(ids) - handed_out)
+    this_batch: set[str] = set()
+    kept: list[Item] = []
+    for item, request_id in zip(batch, ids, strict=True):
+        if finished.get(request_id, journal.run) != journal.run:
+            stats.skipped += 1
+        elif request_id in finished or request_id in handed_out or request_id in this_batch:
+            stats.duplicates += 1
+        else:
+            this_batch.add(request_id)
+            in_flight.add(request_id)
+            kept.append(item)
+    return kept
+
+
+# Derived ids (models.request_id) are 24 lower-case hex digits: a hash already.
+_DERIVED_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def _id_key(request_id: str) -> bytes:
+    """A short fixed-size key standing for ``request_id`` (distinct ids, distinct keys)."""
+    if len(request_id) == 24 and _DERIVED_ID.fullmatch(request_id):
+        return bytes.fromhex(request_id)  # 12 bytes, so never equal to a 16-byte digest
+    return _digest(request_id)
+
+
+def _digest(request_id: str) -> bytes:
+    return blake2b(request_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class RecentIds:
     """The last ``capacity`` ids seen, for repeat detection in bounded memory.
 
-    Ids are kept as 128-bit BLAKE2 digests: ids may be long user strings, and a digest
-    is small and fixed; two different ids sharing one is as likely as guessing a key.
+    Ids are kept as short keys: ids may be long user strings, and a 128-bit BLAKE2
+    digest is small and fixed (two different ids sharing one is as likely as guessing a
+    key); a derived id is a hash already, and is kept as its 12 bytes.
     """
 
     def __init__(self, capacity: int = RECENT_IDS) -> None:
@@ -133,7 +170,7 @@ class RecentIds:
 
     def add(self, request_id: str) -> bool:
         """Remember ``request_id``; False if it is already remembered (a repeat)."""
-        key = blake2b(request_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = _id_key(request_id)
         if key in self._seen:
             return False
         self._seen.add(key)
@@ -141,6 +178,29 @@ class RecentIds:
         if len(self._order) > self._capacity:
             self._seen.discard(self._order.popleft())
         return True
+
+    def new_items(self, batch: list[Item]) -> list[Item]:
+        """The items of ``batch`` whose ids are not remembered, remembering them in turn.
+
+        The same as :meth:`add` for each item's id, with the key and the bookkeeping
+        written out in one loop: it runs for every input line, and calls cost here.
+        """
+        seen, order, capacity = self._seen, self._order, self._capacity
+        derived, fromhex = _DERIVED_ID.fullmatch, bytes.fromhex
+        kept: list[Item] = []
+        for item in batch:
+            request_id = item.id if isinstance(item, Request) else item.record_id
+            if len(request_id) == 24 and derived(request_id):
+                key = fromhex(request_id)
+            else:
+                key = _digest(request_id)
+            if key not in seen:
+                seen.add(key)
+                order.append(key)
+                if len(order) > capacity:
+                    seen.discard(order.popleft())
+                kept.append(item)
+        return kept
 
 
 async def drop_repeats(
@@ -155,6 +215,21 @@ async def drop_repeats(
             else:
                 stats.duplicates += 1
     finally:
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_iterator(source)
+
+
+async def drop_repeat_batches(
+    source_batches: AsyncIterator[list[Item]],
+    stats: StatsCollector,
+    capacity: int = RECENT_IDS,
+) -> AsyncGenerator[list[Item], None]:
+    """:func:`drop_repeats` for batches: each without the repeats; empty ones are dropped."""
+    recent = RecentIds(capacity)
+    try:
+        async for batch in source_batches:
+            kept = recent.new_items(batch)
+            stats.duplicates += len(batch) - len(kept)
+            if kept:
+                yield kept
+    finally:
+        await close_iterator(source_batches)

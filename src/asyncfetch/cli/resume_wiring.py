@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..dedupe import RECENT_IDS, drop_repeats, skip_done
+from ..dedupe import RECENT_IDS, drop_repeat_batches, skip_done_batches
 from ..errors import ConfigError, ResumeError
 from ..journal import Journal, journal_path
 from ..journal_rewrite import fsync_directory
@@ -27,13 +27,14 @@ from ..stats import StatsCollector
 from ..stores import JournaledStore, SinkStore
 from .job import FetchJob
 
-Source = AsyncIterator[Request | InvalidInput]
+Item = Request | InvalidInput
+Batches = AsyncIterator[list[Item]]
 
 
 @dataclass
 class StoreWiring:
     store: ResultStore
-    source: Source
+    batches: Batches  # the input, filtered: non-empty lists of requests
     journal: Journal | None = None
     report: ResumeReport | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -61,17 +62,27 @@ class StoreWiring:
 
 
 async def open_store(
-    job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, source: Source, console: Console
+    job: FetchJob,
+    stack: AsyncExitStack,
+    stats: StatsCollector,
+    batches: Batches,
+    console: Console,
 ) -> StoreWiring:
-    """Open the sink (and journal) for ``job``; closing is registered on ``stack``."""
+    """Open the sink (and journal) for ``job``; closing is registered on ``stack``.
+
+    ``batches`` is the input as lists (:func:`~asyncfetch.cli.run.chain_input_batches`);
+    the wiring's ``batches`` is that input filtered. A Flattened source (what
+    ``chain_inputs`` returns) is taken as its batches, so that callers written for
+    single items keep working.
+    """
     if job.resume:
-        return await _open_journaled(job, stack, stats, source, console)
+        return await _open_journaled(job, stack, stats, batches, console)
     _refuse_journaled_output(job)
     store = SinkStore(
         open_sink(job.output, output_format=job.output_format, include_headers=job.include_headers)
     )
     stack.push_async_callback(store.aclose)
-    return StoreWiring(store, drop_repeats(source, stats))
+    return StoreWiring(store, drop_repeat_batches(batches, stats))
 
 
 def _refuse_journaled_output(job: FetchJob) -> None:
@@ -85,7 +96,7 @@ def _refuse_journaled_output(job: FetchJob) -> None:
 
 
 async def _open_journaled(
-    job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, source: Source, console: Console
+    job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, batches: Batches, console: Console
 ) -> StoreWiring:
     if job.output in (None, "-"):
         raise ConfigError("--resume needs an output file, e.g. -o results.jsonl")
@@ -112,7 +123,8 @@ async def _open_journaled(
     if not job.quiet:
         console.print(f"asyncfetch: {_describe(report, journal)}", highlight=False, markup=False)
     extra = {"journal": str(journal.path), "journal_run": report.runs}
-    return StoreWiring(store, skip_done(source, journal, in_flight, stats), journal, report, extra)
+    filtered = skip_done_batches(batches, journal, in_flight, stats)
+    return StoreWiring(store, filtered, journal, report, extra)
 
 
 def _describe(report: ResumeReport, journal: Journal) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from ..limits import GcraRateMeter
 from ..models import InvalidInput, Request, Response, RunStats
 from ..progress import ProgressReporter, summary_dict, summary_lines
 from ..queues.memory import MemoryQueue
+from ..sources.batching import Flattened
 from ..stats import StatsCollector
 from ..transport.factory import open_transport, resolve_engine
 from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -56,14 +57,22 @@ def run_with_exit_codes(
         return EXIT_INTERRUPTED
 
 
-async def chain_inputs(job: FetchJob) -> AsyncIterator[Request | InvalidInput]:
-    from ..sources import open_source
+def chain_inputs(job: FetchJob) -> Flattened[Request | InvalidInput]:
+    """Every input's requests, one at a time: :func:`chain_input_batches` flattened."""
+    return Flattened(chain_input_batches(job))
+
+
+async def chain_input_batches(job: FetchJob) -> AsyncIterator[list[Request | InvalidInput]]:
+    """Every input's requests, input after input, in the lists open_source_batches reads."""
+    from ..sources import open_source_batches
 
     for path in job.inputs:
-        async for item in open_source(
+        batches = open_source_batches(
             path, input_format=job.input_format, defaults=job.request_defaults()
-        ):
-            yield item
+        )
+        async with aclosing(batches):
+            async for batch in batches:
+                yield batch
 
 
 def _body_saver(settings: Settings) -> SaveBody | None:
@@ -100,10 +109,10 @@ async def _fetch(job: FetchJob, console: Console) -> int:
     check_inputs(job)
     stats = StatsCollector()
     async with AsyncExitStack() as stack:
-        wiring = await open_store(job, stack, stats, chain_inputs(job), console)
+        wiring = await open_store(job, stack, stats, chain_input_batches(job), console)
         transport = open_transport(engine, settings)
         stack.push_async_callback(transport.aclose)
-        queue = MemoryQueue(wiring.source, maxsize=settings.limits.concurrency * 2)
+        queue = MemoryQueue(batches=wiring.batches, maxsize=settings.limits.concurrency * 2)
         stack.push_async_callback(queue.aclose)
         rate = settings.limits.rate
         executor = RequestExecutor(
@@ -140,13 +149,17 @@ async def _run_with_signals(
     handler = signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, handler)
-    estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
+    # The total only feeds the progress display: without one, do not read the input twice.
+    estimator = None
+    if job.progress_mode != "off":
+        estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
         async with ProgressReporter(runner.stats.snapshot, console, mode=job.progress_mode):
             return await runner.run()
     finally:
-        estimator.cancel()
-        await asyncio.gather(estimator, return_exceptions=True)
+        if estimator is not None:
+            estimator.cancel()
+            await asyncio.gather(estimator, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 

@@ -12,6 +12,7 @@ from .estimate import estimate_total as estimate_total
 from .items import iter_requests as iter_requests
 from .items import to_request as to_request
 from .source import open_source as open_source
+from .source import open_source_batches as open_source_batches
 from .spec import build_request as build_request
 from .validate import validate_url as validate_url
 
@@ -21,6 +22,7 @@ __all__ = [
     "estimate_total",
     "iter_requests",
     "open_source",
+    "open_source_batches",
     "to_request",
     "validate_url",
 ]

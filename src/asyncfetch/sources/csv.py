@@ -17,7 +17,7 @@ from typing import Any
 from ..config import RequestDefaults
 from ..errors import InputError
 from ..models import InvalidInput, Request
-from .reader import MAX_LINE_BYTES, LineStream, RawLine
+from .reader import MAX_LINE_BYTES, LineStream
 from .spec import build_request, invalid_input
 
 # A record may span lines only inside quotes; an unbalanced quote would otherwise swallow
@@ -76,8 +76,7 @@ class _Feed(Iterator[str]):
         return CsvRecord(number, fields, raw[:1024], problem)
 
 
-def _decode(raw_line: RawLine) -> _Line:
-    number, data, too_long = raw_line
+def _decode(number: int, data: bytes, too_long: bool) -> _Line:
     if too_long:
         return _Line(number, "\n", f"line {number} is longer than {MAX_LINE_BYTES} bytes")
     try:
@@ -87,18 +86,29 @@ def _decode(raw_line: RawLine) -> _Line:
         return _Line(number, text, f"line {number} is not valid UTF-8 ({exc.reason})")
 
 
-async def csv_records(stream: LineStream) -> AsyncGenerator[CsvRecord, None]:
-    """Every record of the input, read batch by batch; multi-line records are joined."""
+async def csv_record_batches(stream: LineStream) -> AsyncGenerator[list[CsvRecord], None]:
+    """The input's records, a non-empty list per batch of lines read.
+
+    A record spanning lines is joined, and comes with the batch that completes it.
+    """
     feed = _Feed()
     eof = False
     while not (eof and not feed.lines):
         if not eof:
-            batch = await stream.next_batch()
+            batch = await stream.next_lines()
             eof = batch is None
-            feed.lines.extend(_decode(raw_line) for raw_line in batch or ())
+            if batch is not None:
+                cut = batch.cut
+                feed.lines.extend(
+                    _decode(number, data, number in cut)
+                    for number, data in enumerate(batch.lines, batch.first)
+                )
         reader = csv.reader(feed)
+        records: list[CsvRecord] = []
         while (record := _next_record(reader, feed, eof)) is not None:
-            yield record
+            records.append(record)
+        if records:
+            yield records
 
 
 def _next_record(reader: Iterator[list[str]], feed: _Feed, eof: bool) -> CsvRecord | None:
@@ -167,24 +177,49 @@ class CsvHeader:
         return spec
 
 
-async def parse_csv(
+async def parse_csv_batches(
     stream: LineStream, defaults: RequestDefaults
-) -> AsyncGenerator[Request | InvalidInput, None]:
-    """Yield one Request or InvalidInput per data record.
+) -> AsyncGenerator[list[Request | InvalidInput], None]:
+    """Per batch of lines read, a Request or InvalidInput for each data record in a list.
 
-    Raises InputError when the header row has no url column: no record can be read then.
+    Raises InputError when the header row has no url column: no record can be read then
+    (the InvalidInputs of bad records before it are yielded first).
     """
-    header: CsvHeader | None = None
-    async with aclosing(csv_records(stream)) as records:
-        async for record in records:
+    rows = _CsvRows(defaults)
+    async with aclosing(csv_record_batches(stream)) as batches:
+        async for records in batches:
+            items, header_error = rows.take(records)
+            if items:
+                yield items
+            if header_error is not None:
+                raise header_error
+
+
+class _CsvRows:
+    """Records to items: the first record that is not blank, a comment or bad is the header."""
+
+    def __init__(self, defaults: RequestDefaults) -> None:
+        self._defaults = defaults
+        self._header: CsvHeader | None = None
+
+    def take(
+        self, records: list[CsvRecord]
+    ) -> tuple[list[Request | InvalidInput], InputError | None]:
+        """The items of ``records``, and the error of a bad header row (reading ends there)."""
+        items: list[Request | InvalidInput] = []
+        for record in records:
             if record.problem is None and not any(field.strip() for field in record.fields):
                 continue  # blank record
-            if header is not None:
-                yield csv_row(record, header, defaults)
+            if self._header is not None:
+                items.append(csv_row(record, self._header, self._defaults))
             elif record.problem is not None:
-                yield invalid_input(record.line, record.problem, record.raw)
+                items.append(invalid_input(record.line, record.problem, record.raw))
             elif not record.raw.lstrip().startswith("#"):
-                header = CsvHeader.parse(record.fields, record.line)
+                try:
+                    self._header = CsvHeader.parse(record.fields, record.line)
+                except InputError as exc:
+                    return items, exc
+        return items, None
 
 
 def csv_row(

@@ -15,19 +15,32 @@ from .spec import build_request, invalid_input
 from .validate import type_name
 
 
-async def parse_jsonl(
+async def parse_jsonl_batches(
     stream: LineStream, defaults: RequestDefaults
-) -> AsyncGenerator[Request | InvalidInput, None]:
-    """Yield one Request or InvalidInput per line; blank and ``#`` lines are skipped."""
-    while (batch := await stream.next_batch()) is not None:
-        for raw_line in batch:
-            if is_candidate(raw_line.data) or raw_line.too_long:
-                yield jsonl_line(raw_line, defaults)
+) -> AsyncGenerator[list[Request | InvalidInput], None]:
+    """Per batch of lines read, a Request or InvalidInput for each line in a list.
+
+    Blank and ``#`` lines are skipped; a batch with nothing else yields nothing.
+    """
+    while (batch := await stream.next_lines()) is not None:
+        cut = batch.cut
+        items = [
+            _jsonl_item(number, data, number in cut, defaults)
+            for number, data in enumerate(batch.lines, batch.first)
+            if is_candidate(data) or number in cut
+        ]
+        if items:
+            yield items
 
 
 def jsonl_line(raw_line: RawLine, defaults: RequestDefaults) -> Request | InvalidInput:
     """The request of one JSONL line, or its InvalidInput."""
-    number, data, too_long = raw_line
+    return _jsonl_item(raw_line.number, raw_line.data, raw_line.too_long, defaults)
+
+
+def _jsonl_item(
+    number: int, data: bytes, too_long: bool, defaults: RequestDefaults
+) -> Request | InvalidInput:
     text = data[:1024].decode("utf-8", "replace")
     if too_long:
         return invalid_input(number, f"line is longer than {MAX_LINE_BYTES} bytes", text)

@@ -41,6 +41,26 @@ class RawLine(NamedTuple):
     too_long: bool = False
 
 
+class LineBatch(NamedTuple):
+    """Consecutive physical lines, numbered from ``first``, without their line endings.
+
+    ``cut`` holds the numbers of lines longer than the cap; ``lines`` has only their
+    start. One list of bytes instead of a RawLine per line: parsers that walk lines in a
+    tight loop (plain text above all) spend much less per line this way.
+    """
+
+    first: int
+    lines: list[bytes]
+    cut: frozenset[int]
+
+    def raw_lines(self) -> list[RawLine]:
+        cut = self.cut
+        return [
+            RawLine(number, data, number in cut)
+            for number, data in enumerate(self.lines, self.first)
+        ]
+
+
 class LineSplitter:
     """Splits a byte stream into RawLines, chunk by chunk, with a cap on line length."""
 
@@ -53,19 +73,51 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[RawLine]:
         """The lines completed by ``chunk``; its unfinished tail is kept for later."""
-        *complete, tail = chunk.split(b"\n")
-        lines: list[RawLine] = []
-        for piece in complete:
-            self._append(piece)
-            lines.append(self._take_line())
-        self._append(tail)
-        return lines
+        return self.feed_lines(chunk).raw_lines()
 
     def finish(self) -> list[RawLine]:
         """The last line, if the input did not end with a newline."""
+        return self.finish_lines().raw_lines()
+
+    def feed_lines(self, chunk: bytes) -> LineBatch:
+        """Like :meth:`feed`, as one LineBatch: no object per line is made here."""
+        *lines, tail = chunk.split(b"\n")
+        first = self._next_number
+        cut: set[int] = set()
+        if lines:
+            # Only the first line can continue earlier chunks or carry the BOM.
+            self._append(lines[0])
+            if self._too_long:
+                cut.add(first)
+            lines[0] = self._take_line()
+            self._finish_whole_lines(lines, first, cut, strip_cr=b"\r" in chunk)
+        self._append(tail)
+        return LineBatch(first, lines, frozenset(cut))
+
+    def finish_lines(self) -> LineBatch:
+        """Like :meth:`finish`, as a LineBatch (empty if nothing is left)."""
+        first = self._next_number
         if self._size == 0 and not self._too_long:
-            return []
-        return [self._take_line()]
+            return LineBatch(first, [], frozenset())
+        cut = frozenset({first}) if self._too_long else frozenset()
+        return LineBatch(first, [self._take_line()], cut)
+
+    def _finish_whole_lines(
+        self, lines: list[bytes], first: int, cut: set[int], *, strip_cr: bool
+    ) -> None:
+        """Cap ``lines[1:]``, which lie whole inside one chunk, and strip their CRs."""
+        count = len(lines)
+        self._next_number = first + count
+        # Both loops are rare: max() and the caller's "\r" test run in C.
+        if count > 1 and max(map(len, lines)) > self._max_line:
+            for index in range(1, count):
+                if len(lines[index]) > self._max_line:
+                    lines[index] = lines[index][:1024]
+                    cut.add(first + index)
+        if strip_cr:
+            for index in range(1, count):
+                if lines[index].endswith(b"\r"):
+                    lines[index] = lines[index][:-1]
 
     def _append(self, piece: bytes) -> None:
         if self._too_long or not piece:
@@ -78,16 +130,16 @@ class LineSplitter:
         else:
             self._pieces.append(piece)
 
-    def _take_line(self) -> RawLine:
+    def _take_line(self) -> bytes:
+        """The line gathered so far (the caller notes whether it was cut), then reset."""
         data = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
         if data.endswith(b"\r"):
             data = data[:-1]
         if self._next_number == 1 and data.startswith(BOM):
             data = data[len(BOM) :]
-        line = RawLine(self._next_number, data, self._too_long)
         self._next_number += 1
         self._pieces, self._size, self._too_long = [], 0, False
-        return line
+        return data
 
 
 def is_candidate(data: bytes) -> bool:
@@ -97,7 +149,7 @@ def is_candidate(data: bytes) -> bool:
 
 
 class LineStream:
-    """Batches of RawLines from one binary input; owns (and closes) the file if asked."""
+    """Batches of lines from one binary input; owns (and closes) the file if asked."""
 
     def __init__(self, file: BinaryIO, *, name: str, close: bool) -> None:
         self.name = name
@@ -106,25 +158,30 @@ class LineStream:
         self._read = _chunk_reader(file)
         self._detached = not _is_regular(file)
         self._splitter = LineSplitter()
-        self._held: list[list[RawLine]] = []
+        self._held: list[LineBatch] = []
         self._eof = False
 
     async def next_batch(self) -> list[RawLine] | None:
         """The next non-empty batch of lines, or None at the end of the input."""
+        batch = await self.next_lines()
+        return None if batch is None else batch.raw_lines()
+
+    async def next_lines(self) -> LineBatch | None:
+        """Like :meth:`next_batch`, as a LineBatch (never an empty one)."""
         if self._held:
             return self._held.pop(0)
         return await self._read_batch()
 
-    async def _read_batch(self) -> list[RawLine] | None:
+    async def _read_batch(self) -> LineBatch | None:
         while not self._eof:
             chunk = await self._read_chunk()
             if chunk:
-                lines = self._splitter.feed(chunk)
+                batch = self._splitter.feed_lines(chunk)
             else:
                 self._eof = True
-                lines = self._splitter.finish()
-            if lines:
-                return lines
+                batch = self._splitter.finish_lines()
+            if batch.lines:
+                return batch
         return None
 
     async def first_candidate(self) -> bytes | None:
@@ -135,10 +192,10 @@ class LineStream:
             if batch is None:
                 return None
             self._held.append(batch)
-            held_bytes += sum(len(line.data) + 1 for line in batch)
-            for line in batch:
-                if is_candidate(line.data):
-                    return line.data
+            held_bytes += sum(map(len, batch.lines)) + len(batch.lines)
+            for data in batch.lines:
+                if is_candidate(data):
+                    return data
         return None
 
     def close(self) -> None:

@@ -8,14 +8,20 @@ from contextlib import aclosing
 
 from ..config import RequestDefaults
 from ..models import InvalidInput, Request
-from .csv import parse_csv
+from .batching import flatten
+from .csv import parse_csv_batches
 from .detect import check_format, detect_format
-from .jsonl import parse_jsonl
+from .jsonl import parse_jsonl_batches
 from .reader import STDIN, LineStream, check_readable, open_stream
-from .text import parse_text
+from .text import parse_text_batches
 
-Parser = Callable[[LineStream, RequestDefaults], AsyncGenerator[Request | InvalidInput, None]]
-PARSERS: dict[str, Parser] = {"text": parse_text, "jsonl": parse_jsonl, "csv": parse_csv}
+Item = Request | InvalidInput
+BatchParser = Callable[[LineStream, RequestDefaults], AsyncGenerator[list[Item], None]]
+PARSERS: dict[str, BatchParser] = {
+    "text": parse_text_batches,
+    "jsonl": parse_jsonl_batches,
+    "csv": parse_csv_batches,
+}
 NO_DEFAULTS = RequestDefaults()
 
 
@@ -24,7 +30,7 @@ def open_source(
     *,
     input_format: str | None = None,
     defaults: RequestDefaults = NO_DEFAULTS,
-) -> AsyncGenerator[Request | InvalidInput, None]:
+) -> AsyncGenerator[Item, None]:
     """Read requests from ``path`` (``"-"`` is stdin), lazily, one batch at a time.
 
     ``input_format`` is ``"text"``, ``"jsonl"``, ``"csv"`` or None to detect it (see
@@ -36,6 +42,23 @@ def open_source(
     opened, a read error, a CSV header without a url column) raises InputError from the
     iteration. An unknown ``input_format`` raises :class:`~asyncfetch.errors.ConfigError`.
     Close the generator (``aclose()``, or ``contextlib.aclosing``) when stopping early.
+
+    This is :func:`open_source_batches` one item at a time.
+    """
+    return flatten(open_source_batches(path, input_format=input_format, defaults=defaults))
+
+
+def open_source_batches(
+    path: str | os.PathLike[str],
+    *,
+    input_format: str | None = None,
+    defaults: RequestDefaults = NO_DEFAULTS,
+) -> AsyncGenerator[list[Item], None]:
+    """:func:`open_source` as lists: the items of each chunk read, in order, in one list.
+
+    Lists are never empty and hold at most the lines of one read (64 KiB), so about a
+    thousand items for typical URLs; a slow pipe gives short lists as its lines arrive.
+    Errors are raised as open_source raises them, at the call or from the iteration.
     """
     checked_format = check_format(input_format)
     if os.fspath(path) != STDIN:
@@ -45,13 +68,13 @@ def open_source(
 
 async def _read(
     path: str | os.PathLike[str], input_format: str | None, defaults: RequestDefaults
-) -> AsyncGenerator[Request | InvalidInput, None]:
+) -> AsyncGenerator[list[Item], None]:
     stream = await open_stream(path)
     try:
         if input_format is None:
             input_format = detect_format(path, await stream.first_candidate())
-        async with aclosing(PARSERS[input_format](stream, defaults)) as items:
-            async for item in items:
-                yield item
+        async with aclosing(PARSERS[input_format](stream, defaults)) as batches:
+            async for batch in batches:
+                yield batch
     finally:
         stream.close()

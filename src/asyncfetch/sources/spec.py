@@ -16,8 +16,15 @@ import orjson
 
 from ..config import RequestDefaults
 from ..errors import InputError
-from ..models import Headers, InvalidInput, Request
-from .validate import excerpt, type_name, validate_header, validate_method, validate_url
+from ..models import Headers, InvalidInput, Request, request_ids
+from .validate import (
+    excerpt,
+    known_valid_url,
+    type_name,
+    validate_header,
+    validate_method,
+    validate_url,
+)
 
 SPEC_KEYS = ("url", "method", "headers", "json", "body", "body_b64", "id", "meta")
 BODY_KEYS = ("json", "body", "body_b64")
@@ -184,3 +191,32 @@ def url_request(
     return Request.create(
         url, method=defaults.method, headers=defaults.headers, body=defaults.data, line=line
     )
+
+
+class UrlRequests:
+    """:func:`url_request` for many URLs with the same defaults (a URL list's lines).
+
+    What depends on the defaults alone is worked out once: the method, the headers and
+    ``url_id``, the id of a URL under them. :meth:`known` is the request of a URL already
+    validated; a caller may build it inline in a hot loop from these same fields.
+    """
+
+    def __init__(self, defaults: RequestDefaults) -> None:
+        self.defaults = defaults
+        self.method = defaults.method.upper()
+        self.headers = tuple(defaults.headers)
+        self.body = defaults.data
+        self.url_id = request_ids(self.method, self.body)
+
+    def __call__(self, url: str, line: int | None, raw: str) -> Request | InvalidInput:
+        """What ``url_request(url, line, raw, defaults)`` returns."""
+        if not known_valid_url(url):
+            try:
+                validate_url(url)
+            except InputError as exc:
+                return invalid_input(line, exc.message, raw)
+        return self.known(url, line)
+
+    def known(self, url: str, line: int | None) -> Request:
+        """The request of a valid ``url``: what Request.create would make of it."""
+        return Request(url, self.method, self.headers, self.body, self.url_id(url), line)

@@ -38,6 +38,8 @@ def validate_url(url: str) -> str:
     """
     if not isinstance(url, str):
         raise InputError(f"url must be a string, not {type_name(url)}")
+    if known_valid_url(url):
+        return url
     if not url:
         raise InputError("url is empty")
     if len(url) > MAX_URL_LENGTH:
@@ -50,6 +52,32 @@ def validate_url(url: str) -> str:
         )
     _check_parts(url)
     return url
+
+
+def known_valid_url(url: str) -> bool:
+    """Whether ``url`` passes :func:`validate_url`, by a cheap test that most lines meet.
+
+    False means "not known": check it with validate_url. True is exact: a lower-case
+    http(s) scheme, printable ASCII without spaces (so no forbidden character), and a
+    host (and port) already found valid that ends at a "/" or at the end; hosts in the
+    cache never contain "@", "?" or "#", so there is no userinfo and the authority ends
+    where validate_url's parse ends it.
+    """
+    if url.startswith("https://"):
+        start = 8
+    elif url.startswith("http://"):
+        start = 7
+    else:
+        return False
+    end = url.find("/", start)
+    host_port = url[start:] if end < 0 else url[start:end]
+    return (
+        host_port in _VALID_HOST_PORTS
+        and len(url) <= MAX_URL_LENGTH
+        and url.isascii()
+        and url.isprintable()
+        and " " not in url
+    )
 
 
 def _check_parts(url: str) -> None:
