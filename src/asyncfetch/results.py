@@ -5,36 +5,76 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from typing import Any
 
 from .config import BodyPolicy
 from .errors import ErrorKind
-from .models import BodyField, ErrorInfo, InvalidInput, Request, Response, Result, Timings
+from .models import (
+    BodyField,
+    ErrorInfo,
+    Headers,
+    InvalidInput,
+    Request,
+    Response,
+    Result,
+    Timings,
+)
 from .redact import redact_headers, redact_url
 
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 _TEXT_SUFFIXES = ("+json", "+xml")
+_FORMAT = "%Y-%m-%dT%H:%M:%S"
+_MILLIS_SUFFIXES = tuple(f".{millis:03d}Z" for millis in range(1000))
+# A run sees a handful of distinct Content-Type values; bounded in case a server varies it.
+_TEXTUAL_CACHE_SIZE = 256
 
-
-_second_cache: list[Any] = [-1, ""]
+# (second, its text) and (millisecond, its full timestamp), each swapped in whole, so a
+# call from another thread never pairs one millisecond with another's text.
+_cached_second: tuple[int, str] = (-1, "")
+_cached_stamp: tuple[int, str] = (-1, "")
+_textual_by_content_type: dict[str, bool] = {}
 
 
 def utc_now_iso() -> str:
-    """``2026-11-24T06:47:00.905Z``; the formatted second is cached because this runs for
-    every record and strftime was a visible share of the per-request cost."""
-    now = time.time()
-    second = int(now)
-    if second != _second_cache[0]:
-        _second_cache[0] = second
-        _second_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+    """``2026-11-24T06:47:00.905Z``; runs for every record, so the formatted second and
+    the last millisecond's text are cached (strftime was a visible share of the cost)."""
+    global _cached_second, _cached_stamp
+    millis = time.time_ns() // 1_000_000
+    cached = _cached_stamp
+    if cached[0] == millis:
+        return cached[1]
+    second, milli = divmod(millis, 1000)
+    second_text = _cached_second
+    if second_text[0] != second:
+        second_text = _cached_second = (second, time.strftime(_FORMAT, time.gmtime(second)))
+    stamp = second_text[1] + _MILLIS_SUFFIXES[milli]
+    _cached_stamp = (millis, stamp)
+    return stamp
 
 
 def _is_textual(content_type: str | None) -> bool:
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media.startswith(_TEXT_TYPES) or media.endswith(_TEXT_SUFFIXES)
+    known = _textual_by_content_type.get(content_type)
+    if known is None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        known = media.startswith(_TEXT_TYPES) or media.endswith(_TEXT_SUFFIXES)
+        if len(_textual_by_content_type) >= _TEXTUAL_CACHE_SIZE:
+            _textual_by_content_type.clear()
+        _textual_by_content_type[content_type] = known
+    return known
+
+
+def _content_type(headers: Headers) -> str | None:
+    """``Response.header("Content-Type")``: the first match in any letter case."""
+    for name, value in headers:
+        if name == "Content-Type" or name.lower() == "content-type":
+            return value
+    return None
+
+
+def _redacted(url: str) -> str:
+    # redact_url's own first test, made here: most URLs hold no userinfo to redact.
+    return url if "@" not in url else redact_url(url)
 
 
 def body_field(body: bytes, content_type: str | None, mode: str) -> BodyField | None:
@@ -61,29 +101,32 @@ def success_result(
     policy: BodyPolicy,
     saved_path: str | None = None,
 ) -> Result:
-    content_type = response.header("Content-Type")
-    body = (
-        BodyField("path", saved_path)
-        if saved_path is not None
-        else body_field(response.body, content_type, policy.mode)
-    )
+    body = response.body
+    content_type = _content_type(response.headers)
+    if saved_path is not None:
+        kept: BodyField | None = BodyField("path", saved_path)
+    elif policy.mode == "none":
+        kept = None
+    else:
+        kept = body_field(body, content_type, policy.mode)
+    # Positional: keyword arguments made building the Result cost three times as much.
     return Result(
-        id=request.id,
-        line=request.line,
-        method=request.method,
-        url=redact_url(request.url),
-        final_url=redact_url(response.url),
-        status=response.status,
-        error=None,
-        attempts=attempts,
-        timings=timings,
-        bytes=len(response.body),
-        sha256=hashlib.sha256(response.body).hexdigest(),
-        content_type=content_type,
-        started_at=started_at,
-        headers=redact_headers(response.headers) if policy.include_headers else None,
-        body=body,
-        meta=request.meta,
+        request.id,
+        request.line,
+        request.method,
+        _redacted(request.url),
+        _redacted(response.url),
+        response.status,
+        None,  # error
+        attempts,
+        timings,
+        len(body),
+        hashlib.sha256(body).hexdigest(),
+        content_type,
+        started_at,
+        redact_headers(response.headers) if policy.include_headers else None,
+        kept,
+        request.meta,
     )
 
 
@@ -97,20 +140,22 @@ def failure_result(
     started_at: str,
 ) -> Result:
     return Result(
-        id=request.id,
-        line=request.line,
-        method=request.method,
-        url=redact_url(request.url),
-        final_url=None,
-        status=None,
-        error=ErrorInfo(kind, message),
-        attempts=attempts,
-        timings=timings,
-        bytes=0,
-        sha256=None,
-        content_type=None,
-        started_at=started_at,
-        meta=request.meta,
+        request.id,
+        request.line,
+        request.method,
+        _redacted(request.url),
+        None,  # final_url
+        None,  # status
+        ErrorInfo(kind, message),
+        attempts,
+        timings,
+        0,  # bytes
+        None,  # sha256
+        None,  # content_type
+        started_at,
+        None,  # headers
+        None,  # body
+        request.meta,
     )
 
 

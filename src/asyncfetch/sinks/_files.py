@@ -11,7 +11,7 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
@@ -54,7 +54,7 @@ def _is_regular_file(stream: BinaryIO) -> bool:
         return False
 
 
-def _write_all(stream: BinaryIO, data: bytes) -> None:
+def _write_all(stream: BinaryIO, data: bytes | bytearray) -> None:
     # Unbuffered files may accept part of the data; loop until all of it is written.
     view = memoryview(data)
     while view:
@@ -99,14 +99,44 @@ class FileWriter:
         self._buffer += data
         return len(self._buffer) >= self._batch_bytes
 
+    def append_with(self, fill: Callable[[bytearray], None]) -> bool:
+        """Let ``fill`` append whole lines to the buffer in place; like :meth:`append`.
+
+        Encoders write straight into the buffer rather than handing over a joined copy.
+        If ``fill`` raises, what it appended is removed, so no partial batch is kept.
+        """
+        self._check_usable()
+        buffer = self._buffer
+        start = len(buffer)
+        try:
+            fill(buffer)
+        except BaseException:
+            del buffer[start:]
+            raise
+        return len(buffer) >= self._batch_bytes
+
     async def flush(self, *, durable: bool = False) -> None:
         """Write the buffer; with ``durable``, fsync before returning."""
         self._check_usable()
+        if (
+            not durable
+            and self._regular
+            and len(self._buffer) <= INLINE_WRITE_BYTES
+            and not self._lock.locked()
+            and self._threaded_write is None
+        ):
+            # The common small flush, with no other flush under way and no threaded
+            # write left by a cancelled one: write at once, without awaiting, so nothing
+            # can come in between and the lock is not needed.
+            data, self._buffer = self._buffer, bytearray()
+            if data:
+                self._commit(data, durable=False)
+            return
         async with self._lock:
             await self._settle()
             self._check_usable()
-            data = bytes(self._buffer)
-            self._buffer.clear()
+            # Hand the filled buffer over instead of copying it; new lines go to a new one.
+            data, self._buffer = self._buffer, bytearray()
             if not data and not (durable and self._regular):
                 return
             if self._regular and len(data) <= INLINE_WRITE_BYTES and not durable:
@@ -150,7 +180,7 @@ class FileWriter:
         if self._failure is not None:
             raise OutputError(f"cannot write to {self._name}: an earlier write failed")
 
-    def _commit(self, data: bytes, *, durable: bool) -> None:
+    def _commit(self, data: bytes | bytearray, *, durable: bool) -> None:
         try:
             _write_all(self._stream, data)
             if durable and self._regular:
@@ -194,7 +224,7 @@ class BufferedFileSink:
 
     async def write(self, results: Sequence[Result]) -> None:
         """Buffer the records; write them out once a batch has accumulated."""
-        if self._writer.append(self._encode(results)):
+        if self._writer.append_with(lambda buffer: self._encode_into(buffer, results)):
             await self._writer.flush()
 
     async def flush(self, *, durable: bool = False) -> None:
@@ -218,3 +248,7 @@ class BufferedFileSink:
 
     def _encode(self, results: Sequence[Result]) -> bytes:
         raise NotImplementedError
+
+    def _encode_into(self, buffer: bytearray, results: Sequence[Result]) -> None:
+        """Append the encoded records to ``buffer``; override to skip the extra copy."""
+        buffer += self._encode(results)

@@ -15,7 +15,7 @@ from ._files import (
     open_output,
     stdout_stream,
 )
-from ._records import dumps
+from ._records import encode_lines_into
 
 
 class JsonlSink(BufferedFileSink):
@@ -47,4 +47,9 @@ class JsonlSink(BufferedFileSink):
         return cls(stdout_stream(), name="stdout", owns_stream=False)
 
     def _encode(self, results: Sequence[Result]) -> bytes:
-        return b"".join(dumps(result.to_record(), newline=True) for result in results)
+        buffer = bytearray()
+        encode_lines_into(buffer, results)
+        return bytes(buffer)
+
+    def _encode_into(self, buffer: bytearray, results: Sequence[Result]) -> None:
+        encode_lines_into(buffer, results)

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from ..errors import OutputError
 from ..models import Result
-from ._records import FlatValue, dumps, flat_columns, flatten
+from ._records import FlatValue, dumps, flat_columns, flat_row
 
 T = TypeVar("T")
 
@@ -56,10 +56,11 @@ _INSERT = "INSERT OR REPLACE INTO results ({}) VALUES ({})".format(
 
 
 def _row(result: Result) -> tuple[FlatValue, ...]:
-    record = result.to_record()
-    flat = flatten(record, include_headers=True)
-    flat["record"] = dumps(record).decode("utf-8")
-    return tuple(flat[name] for name in COLUMNS)
+    # flat_row gives the values in COLUMNS order; the full JSON record comes last.
+    return (
+        *flat_row(result, include_headers=True),
+        dumps(result.to_record()).decode("utf-8"),
+    )
 
 
 class SqliteSink:
