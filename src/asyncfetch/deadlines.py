@@ -12,6 +12,13 @@ from __future__ import annotations
 
 import asyncio
 
+from .errors import TimeoutError_
+
+
+def overdue_error(total: float) -> TimeoutError_:
+    """The error of an attempt that had no complete response within ``total`` seconds."""
+    return TimeoutError_(f"no complete response within {total} s")
+
 
 class DeadlineWatch:
     """Cancels tracked tasks that outlive their deadline (loop time, in seconds)."""

@@ -3,6 +3,9 @@
 This is the tutorial's producer/consumer (section 6) made to terminate and to push back:
 the reader waits when workers are busy, workers wait when the writer is behind, and the
 writer commits results in batches so file and network writes are few and large.
+
+Two ways of driving requests share the queue, the executor and the writer: worker tasks
+(any queue, any transport), and the fast lane (lane.py) when the run allows it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from collections.abc import Callable
 
 from .errors import AsyncfetchError
 from .executor import RequestExecutor, internal_error_result
+from .lane import FastLane
 from .models import InvalidInput, Result, RunStats
 from .queues.base import Completed, ResultStore, WorkItem, WorkQueue
 from .results import invalid_input_result
+from .results_buffer import ResultBuffer
 from .stats import StatsCollector
 
 log = logging.getLogger("asyncfetch")
@@ -42,31 +47,47 @@ class Runner:
         self._store = store
         self._executor = executor
         self._concurrency = concurrency
-        # Workers beyond the concurrency bound (which the executor enforces) wait for busy
+        # Requests beyond the concurrency bound (which the executor enforces) wait for busy
         # hosts while others proceed; input grouped by host then still runs at full width.
-        self._workers_count = concurrency + (
-            lookahead if lookahead is not None else min(concurrency * 2, 1024)
-        )
+        self._lookahead = lookahead if lookahead is not None else min(concurrency * 2, 1024)
+        self._workers_count = concurrency + self._lookahead
         self.stats = stats or StatsCollector()
         self._batch_size = batch_size
         self._on_result = on_result
         self._workers: list[asyncio.Task[None]] = []
+        self._lane: FastLane | None = None
         self._cancel_timer: asyncio.TimerHandle | None = None
         self.stopping = False
         self.cancelled = False
 
+    @property
+    def fast_lane(self) -> FastLane | None:
+        """The fast lane driving this run's requests, if any (known once running)."""
+        return self._lane
+
     async def run(self) -> RunStats:
         """Run until the queue is exhausted or the run is stopped; return the statistics."""
-        results: asyncio.Queue[Completed | None] = asyncio.Queue(self._concurrency * 2)
+        results = ResultBuffer(high_water=max(self._concurrency * 2, self._batch_size * 2))
+        self._lane = FastLane.for_run(
+            self._queue,
+            self._executor,
+            results,
+            self.stats,
+            concurrency=self._concurrency,
+            lookahead=self._lookahead,
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write(results), name="asyncfetch-writer")
-                self._workers = [
-                    group.create_task(self._work(results), name=f"asyncfetch-worker-{n}")
-                    for n in range(self._workers_count)
-                ]
-                await asyncio.wait(self._workers)
-                await results.put(None)
+                if self._lane is not None:
+                    await self._lane.run()
+                else:
+                    self._workers = [
+                        group.create_task(self._work(results), name=f"asyncfetch-worker-{n}")
+                        for n in range(self._workers_count)
+                    ]
+                    await asyncio.wait(self._workers)
+                results.close()
         except* AsyncfetchError as group_error:
             raise group_error.exceptions[0] from None
         finally:
@@ -78,6 +99,8 @@ class Runner:
         """Read no more input; let in-flight requests finish, cancelling them after grace."""
         self.stopping = True
         self._queue.stop()
+        if self._lane is not None:
+            self._lane.stop()
         if grace_period is not None and self._cancel_timer is None:
             loop = asyncio.get_running_loop()
             self._cancel_timer = loop.call_later(grace_period, self.cancel)
@@ -86,21 +109,22 @@ class Runner:
         """Abandon in-flight requests (they get no record, so a resume redoes them)."""
         self.stopping = self.cancelled = True
         self._queue.stop()
+        if self._lane is not None:
+            self._lane.cancel()
         for worker in self._workers:
             worker.cancel()
 
-    async def _work(self, results: asyncio.Queue[Completed | None]) -> None:
+    async def _work(self, results: ResultBuffer) -> None:
         while (item := await self._queue.get()) is not None:
             self.stats.in_flight += 1
             try:
                 result = await self._execute(item)
             finally:
                 self.stats.in_flight -= 1
-            try:
-                results.put_nowait((item, result))
-            except asyncio.QueueFull:
-                # Shielded: a cancel arriving now must not drop a result that is final.
-                await asyncio.shield(results.put((item, result)))
+            # Handed over before waiting for room, so a cancel cannot drop a final result.
+            results.push((item, result))
+            if results.backlogged:
+                await results.wait_room()
 
     async def _execute(self, item: WorkItem) -> Result:
         request = item.request
@@ -115,19 +139,8 @@ class Runner:
             log.exception("internal error while fetching request %s", request.id)
             return internal_error_result(request, exc)
 
-    async def _write(self, results: asyncio.Queue[Completed | None]) -> None:
-        finished = False
-        while not finished:
-            first = await results.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._batch_size and not results.empty():
-                extra = results.get_nowait()
-                if extra is None:
-                    finished = True
-                    break
-                batch.append(extra)
+    async def _write(self, results: ResultBuffer) -> None:
+        while (batch := await results.take(self._batch_size)) is not None:
             await self._store.commit(batch)
             self._account(batch)
 

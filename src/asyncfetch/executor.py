@@ -6,11 +6,13 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .config import Settings
-from .deadlines import DeadlineWatch
-from .errors import ErrorKind, TimeoutError_, TransportError
+from .deadlines import DeadlineWatch, overdue_error
+from .errors import ErrorKind, TransportError
+from .hosts import host_of
 from .limits import PerHostLimiter, RateLimiter, Slots
 from .models import Request, Response, Result, Timings
 from .redact import CREDENTIAL_HEADERS, redact_text
@@ -20,22 +22,22 @@ from .transport.base import Transport
 from .transport.redirects import send_following
 
 SaveBody = Callable[[Request, Response], Awaitable[str]]
+Outcome = Response | TransportError
 
 
-def host_of(url: str) -> str:
-    """The lower-cased host name of an absolute http(s) URL (the per-host limit's key).
+@dataclass(slots=True)
+class Clock:
+    """When a request started, for its record's timings."""
 
-    Hand-parsed because urlsplit was a visible share of the per-request cost; URLs reach
-    here already validated, and anything unusual falls back to urlsplit.
-    """
-    _scheme, sep, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    if not sep or "@" in authority or "[" in authority:
-        try:
-            return (urlsplit(url).hostname or "").lower()
-        except ValueError:
-            return ""
-    return authority.rsplit(":", 1)[0].lower() if ":" in authority else authority.lower()
+    started: float  # perf_counter
+    started_at: str  # wall clock, ISO 8601
+    queued_ms: float
+
+    @classmethod
+    def start(cls, enqueued_at: float | None) -> Clock:
+        started = time.perf_counter()
+        queued = 0.0 if enqueued_at is None else max(0.0, (started - enqueued_at) * 1000)
+        return cls(started, utc_now_iso(), queued)
 
 
 class RequestExecutor:
@@ -67,26 +69,74 @@ class RequestExecutor:
         self._rng = rng or random.Random()
         self._sleep = sleep
 
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def finishes_inline(self) -> bool:
+        """True when a final outcome becomes a Result without awaiting anything: no rate
+        limit and no bodies saved (what the engine's fast lane needs)."""
+        return self._rate is None and self._save_body is None
+
     async def aclose(self) -> None:
         """Stop the deadline sweeper (it also stops by itself once nothing is running)."""
         await self._deadlines.aclose()
 
     async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:
-        started = time.perf_counter()
-        started_at = utc_now_iso()
-        queued_ms = 0.0 if enqueued_at is None else max(0.0, (started - enqueued_at) * 1000)
-        attempt = 0
+        return await self.attempts(request, Clock.start(enqueued_at))
+
+    async def attempts(
+        self,
+        request: Request,
+        clock: Clock,
+        *,
+        made: int = 0,
+        delay: float | None = None,
+        first: Response | None = None,
+    ) -> Result:
+        """Make attempts after the ``made`` ones already made, until one is final.
+
+        ``delay`` is the backoff still owed before the next attempt; ``first`` a redirect
+        response that attempt ``made + 1`` got already, to follow rather than resend.
+        """
+        attempt = made
+        if delay is not None:
+            await self._sleep(delay)
         while True:
             attempt += 1
-            outcome = await self._attempt(request)
-            decision = self._decide(request, attempt, outcome)
+            outcome = await self._attempt(request, first)
+            first = None
+            decision = self.decide(request, attempt, outcome)
             if not decision.retry:
-                return await self._finish(
-                    request, outcome, attempt, started, started_at, queued_ms
-                )
+                return await self._finish(request, outcome, attempt, clock)
             await self._sleep(decision.delay)
 
-    async def _attempt(self, request: Request) -> Response | TransportError:
+    # -- slots for callers that start attempts themselves (the engine's fast lane) ---------
+
+    def slot_free(self) -> bool:
+        """Whether an attempt could take a global slot now without waiting."""
+        return self._global.free
+
+    def try_hold(self, host: str) -> bool:
+        """Take ``host``'s slot and a global slot now if both are free; never waits."""
+        if not self._per_host.try_hold(host):
+            return False
+        if self._global.try_acquire():
+            return True
+        self._per_host.release(host)
+        return False
+
+    def release(self, host: str) -> None:
+        """Give back the slots :meth:`try_hold` took."""
+        self._global.release()
+        self._per_host.release(host)
+
+    async def _attempt(self, request: Request, first: Response | None = None) -> Outcome:
         host = host_of(request.url)
         settings = self._settings
         async with self._per_host.hold(host), self._global:
@@ -104,47 +154,49 @@ class RequestExecutor:
                     timeouts=settings.timeouts,
                     max_body=settings.body.max_body,
                     max_redirects=settings.transport.max_redirects,
+                    first=first,
                 )
             except asyncio.CancelledError:
-                if task is not None and self._deadlines.stop(task):
+                if task is not None and total is not None and self._deadlines.stop(task):
                     task.uncancel()  # our own cancellation: it is a timeout, not a stop
-                    return TimeoutError_(f"no complete response within {total} s")
+                    return overdue_error(total)
                 raise
             except TransportError as error:
                 outcome = error
-            if task is not None and self._deadlines.stop(task):
+            if task is not None and total is not None and self._deadlines.stop(task):
                 # The deadline's cancellation was absorbed below us: a timeout all the same.
                 task.uncancel()
-                return TimeoutError_(f"no complete response within {total} s")
+                return overdue_error(total)
             return outcome
 
-    def _decide(
-        self, request: Request, attempt: int, outcome: Response | TransportError
-    ) -> RetryDecision:
+    def decide(self, request: Request, attempt: int, outcome: Outcome) -> RetryDecision:
+        """Whether attempt number ``attempt`` of ``request`` is to be followed by another."""
         policy = self._settings.retry
         if isinstance(outcome, TransportError):
             return decide_after_error(request, attempt, outcome, policy, self._rng)
         return decide_after_response(request, attempt, outcome, policy, self._rng)
 
     async def _finish(
+        self, request: Request, outcome: Outcome, attempts: int, clock: Clock
+    ) -> Result:
+        saved = None
+        if self._save_body is not None and isinstance(outcome, Response):
+            saved = await self._save_body(request, outcome)
+        return self.result(request, outcome, attempts, clock, saved)
+
+    def result(
         self,
         request: Request,
-        outcome: Response | TransportError,
+        outcome: Outcome,
         attempts: int,
-        started: float,
-        started_at: str,
-        queued_ms: float,
+        clock: Clock,
+        saved_path: str | None = None,
     ) -> Result:
-        connect_ms = ttfb_ms = None
-        if isinstance(outcome, Response):
-            connect_ms, ttfb_ms = outcome.connect_ms, outcome.ttfb_ms
-        timings = Timings(
-            queued_ms=round(queued_ms, 3),
-            connect_ms=None if connect_ms is None else round(connect_ms, 3),
-            ttfb_ms=None if ttfb_ms is None else round(ttfb_ms, 3),
-            total_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        """The record of a final outcome (the body saved at ``saved_path``, if any)."""
+        total_ms = round((time.perf_counter() - clock.started) * 1000, 3)
+        queued_ms = round(clock.queued_ms, 3)
         if isinstance(outcome, TransportError):
+            timings = Timings(queued_ms, None, None, total_ms)  # positional: cheaper
             message = redact_text(outcome.message, _secrets_of(request))
             return failure_result(
                 request,
@@ -152,19 +204,23 @@ class RequestExecutor:
                 message,
                 attempts=attempts,
                 timings=timings,
-                started_at=started_at,
+                started_at=clock.started_at,
             )
-        saved = None
-        if self._save_body is not None:
-            saved = await self._save_body(request, outcome)
+        connect_ms, ttfb_ms = outcome.connect_ms, outcome.ttfb_ms
+        timings = Timings(
+            queued_ms,
+            None if connect_ms is None else round(connect_ms, 3),
+            None if ttfb_ms is None else round(ttfb_ms, 3),
+            total_ms,
+        )
         return success_result(
             request,
             outcome,
             attempts=attempts,
             timings=timings,
-            started_at=started_at,
+            started_at=clock.started_at,
             policy=self._settings.body,
-            saved_path=saved,
+            saved_path=saved_path,
         )
 
 

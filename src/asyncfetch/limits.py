@@ -77,6 +77,18 @@ class Slots:
         self._free = size
         self._waiters: deque[asyncio.Future[None]] = deque()
 
+    @property
+    def free(self) -> bool:
+        """Whether :meth:`try_acquire` would succeed now."""
+        return self._free > 0 and not self._waiters
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is queued for it; never waits."""
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1
@@ -128,6 +140,19 @@ class PerHostLimiter:
             slot = self._slots[host] = _HostSlot(self, host, self._limit)
         return slot
 
+    def try_hold(self, host: str) -> bool:
+        """Take a slot for ``host`` if one is free now (then :meth:`release` it); never waits."""
+        slot = self.hold(host)
+        if slot.try_enter():
+            return True
+        if slot.unused:
+            self._forget(host)
+        return False
+
+    def release(self, host: str) -> None:
+        """Give back a slot taken with :meth:`try_hold`."""
+        self._slots[host].exit()
+
     def _forget(self, host: str) -> None:
         del self._slots[host]
 
@@ -154,6 +179,19 @@ class _HostSlot:
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.exit()
+
+    @property
+    def unused(self) -> bool:
+        return self._users == 0
+
+    def try_enter(self) -> bool:
+        if self._semaphore.try_acquire():
+            self._users += 1
+            return True
+        return False
+
+    def exit(self) -> None:
         self._semaphore.release()
         self._leave()
 

@@ -15,11 +15,18 @@ import ssl
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Timeouts, TransportOptions
-from ..errors import CancelledRequestError, ConfigError, ProtocolError, ReadError
+from ..errors import (
+    CancelledRequestError,
+    ConfigError,
+    ProtocolError,
+    ReadError,
+    TransportError,
+)
+from ..hosts import host_of
 from ..models import Request, Response
 from .fast_codec import ACCEPT_ENCODING
 from .fast_conn import Connection, StaleConnection
@@ -31,49 +38,70 @@ _COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 # We frame the body ourselves; a caller's framing headers would desync the connection.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 _SAFE_TARGET_CHARS: Final = "!#$%&'()*+,/:;=?@[]~"
+# From the end of "scheme://" to the first /, ? or #: the authority (always matches).
+_authority_end: Final = re.compile(r"[^/?#]*").match
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a connection goes: the pool key. ``host_header`` is what Host: carries."""
+    """Where a connection goes: the pool key. ``host_header`` is what Host: carries;
+    ``limit_key`` is the per-host limit's key, :func:`~asyncfetch.hosts.host_of`."""
 
     scheme: str
     host: str
     port: int
     host_header: str
     key: str  # a str: its hash is cached, so the per-request pool lookup is cheap
+    limit_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    origin: Origin
-    target: str
-    authorization: str | None  # from user:password@ in the URL
+class Route:
+    """Where one URL goes: its origin (shared, cached) and its request target."""
+
+    __slots__ = ("authorization", "origin", "target")
+
+    def __init__(self, origin: Origin, target: str, authorization: str | None) -> None:
+        # Not a frozen dataclass: this is built for every request, and frozen costs more.
+        self.origin = origin
+        self.target = target
+        self.authorization = authorization  # from user:password@ in the URL
+
+
+class Flight(Protocol):
+    """What :meth:`FastTransport.start_now` reports to: the caller's state for a request."""
+
+    request: Request
+
+    def landed(self, outcome: Response | TransportError | StaleConnection) -> None:
+        """The exchange ended: a response, an error, or a stale connection to retry on."""
+        ...
 
 
 def _not_sendable(message: str) -> ProtocolError:
     return ProtocolError(message, may_have_been_sent=False)
 
 
-def _route(url: str) -> _Route:
-    """Where ``url`` goes: its origin (cached) and its request target.
+def route(url: str) -> Route:
+    """Where ``url`` goes; ProtocolError (not sent) for a URL this transport cannot send.
 
     Runs use few origins but, often, a new URL for every request: only the origin part is
     parsed through the cache; the target is cut out of the string directly.
     """
     authority_start = url.find("://") + 3
-    end = len(url)
-    for delimiter in "/?#":
-        found = url.find(delimiter, authority_start)
-        if found != -1 and found < end:
-            end = found
-    origin, authorization = _origin_of(url[:end]) if authority_start > 2 else _origin_of(url)
-    target = url[end:].split("#", 1)[0]
-    if not target.startswith("/"):
+    if authority_start > 2:
+        end = _authority_end(url, authority_start).end()  # type: ignore[union-attr]
+        origin, authorization = _origin_of(url[:end])
+    else:
+        end = len(url)
+        origin, authorization = _origin_of(url)
+    target = url[end:]
+    if "#" in target:
+        target = target.split("#", 1)[0]
+    if target[:1] != "/":
         target = "/" + target
     if not target.isascii() or " " in target:
         target = quote(target, safe=_SAFE_TARGET_CHARS)
-    return _Route(origin, target, authorization)
+    return Route(origin, target, authorization)
 
 
 @lru_cache(maxsize=4096)
@@ -92,7 +120,8 @@ def _origin_of(origin_url: str) -> tuple[Origin, str | None]:
     port = port or _DEFAULT_PORTS[scheme]
     bracketed = f"[{host}]" if ":" in host else host
     host_header = bracketed if port == _DEFAULT_PORTS[scheme] else f"{bracketed}:{port}"
-    origin = Origin(scheme, host, port, host_header, f"{scheme}://{host_header}")
+    key = f"{scheme}://{host_header}"
+    origin = Origin(scheme, host, port, host_header, key, host_of(origin_url))
     return origin, _basic_auth(parts.username, parts.password)
 
 
@@ -186,20 +215,82 @@ class FastTransport:
             raise CancelledRequestError("the transport is closed")
         loop = asyncio.get_running_loop()
         start = loop.time()
-        route = _route(request.url)
-        head = self._encode_head(request, route)
-        pool = self._pools.get(route.origin.key) or self._add_pool(route.origin, loop)
+        where = route(request.url)
+        head = self._encode_head(request, where)
+        pool = self._pools.get(where.origin.key) or self._add_pool(where.origin, loop)
         conn, connect_ms = await self._exchange(pool, request, head, timeouts, max_body)
         response = Response(
             status=conn.status,
             url=request.url,
-            headers=tuple(conn.headers),
+            headers=conn.headers(),
             body=conn.body(),
             connect_ms=connect_ms,
             ttfb_ms=(conn.headers_at - start) * 1000.0,
         )
         pool.release(conn)
         return response
+
+    def start_now(
+        self,
+        request: Request,
+        where: Route,
+        flight: Flight,
+        *,
+        timeouts: Timeouts,
+        max_body: int,
+        total_timeout: float | None,
+    ) -> bool:
+        """Start ``request`` (routed by :func:`route`) on an idle kept-alive connection,
+        without awaiting anything.
+
+        False when that is not possible right now (no idle connection, callers queued for
+        one, a request this transport would refuse): the caller then uses :meth:`send`,
+        which waits, connects and reports errors. Otherwise ``flight.landed`` is called
+        once, later, with the Response (one hop: redirects are the caller's), the
+        TransportError, or a StaleConnection the caller may retry with :meth:`send`.
+        """
+        if self._closed:
+            return False
+        try:
+            head = self._encode_head(request, where)
+        except TransportError:
+            return False  # send() raises it again, where errors are reported
+        pool = self._pools.get(where.origin.key)
+        conn = None if pool is None else pool.take_idle()
+        if conn is None:
+            return False
+        conn.context = flight
+        conn.start(
+            head,
+            request.body,
+            is_head=request.method == "HEAD",
+            max_body=max_body,
+            read_timeout=timeouts.read,
+            total_timeout=total_timeout,
+            on_done=self._landed,
+        )
+        return True
+
+    def _landed(self, conn: Connection, error: BaseException | None) -> None:
+        flight: Flight = conn.context
+        conn.context = None
+        pool: HostPool = conn.pool
+        if error is not None:
+            pool.discard(conn)
+            if not isinstance(error, TransportError | StaleConnection):
+                raise error  # a bug: let the loop's exception handler report it
+            flight.landed(error)
+            return
+        response = Response(
+            status=conn.status,
+            url=flight.request.url,
+            headers=conn.headers(),
+            body=conn.body(),
+            connect_ms=None,
+            ttfb_ms=(conn.headers_at - conn.sent_at) * 1000.0,
+        )
+        pool.release(conn)
+        flight.landed(response)
 
     async def _exchange(
         self,
@@ -222,31 +313,30 @@ class FastTransport:
                 )
                 return conn, connect_ms
             except StaleConnection as exc:
-                if retried or (exc.written and not request.idempotent):
+                if retried or not stale_may_retry(exc, request):
                     pool.discard(conn)
-                    raise ReadError(str(exc), may_have_been_sent=exc.written) from exc
-                # The server closed a kept-alive connection before answering. Unwritten,
-                # the request never reached it; written, it may have, so only an idempotent
-                # request is sent again (RFC 9110 §9.2.2) - a POST is reported instead.
+                    raise stale_error(exc) from exc
+                # The server closed a kept-alive connection before answering: once, on a
+                # fresh connection, when stale_may_retry allows it.
                 retried = True
                 conn, connect_ms = await pool.replace(conn, timeouts.connect)
             except BaseException:
                 pool.discard(conn)
                 raise
 
-    def _encode_head(self, request: Request, route: _Route) -> bytes:
+    def _encode_head(self, request: Request, where: Route) -> bytes:
         method = request.method
         if method not in _COMMON_METHODS and not _TOKEN.fullmatch(method):
             raise _not_sendable(f"invalid request method {method!r}")
-        host = route.origin.host_header
+        host = where.origin.host_header
         body = request.body
         framing = f"Content-Length: {len(body)}\r\n" if body is not None else ""
         if body is None and method in ("POST", "PUT", "PATCH"):
             framing = "Content-Length: 0\r\n"  # some servers answer 411 without it
-        if not request.headers and route.authorization is None:
-            text = f"{method} {route.target} HTTP/1.1\r\nHost: {host}\r\n{self._default_lines}"
+        if not request.headers and where.authorization is None:
+            text = f"{method} {where.target} HTTP/1.1\r\nHost: {host}\r\n{self._default_lines}"
             return _encode(f"{text}{framing}\r\n")
-        lines = [f"{method} {route.target} HTTP/1.1\r\n"]
+        lines = [f"{method} {where.target} HTTP/1.1\r\n"]
         given = self._add_caller_headers(lines, request.headers)
         if "host" not in given:
             lines.insert(1, f"Host: {host}\r\n")
@@ -254,8 +344,8 @@ class FastTransport:
             lines.append(f"User-Agent: {self._options.user_agent}\r\n")
         if "accept-encoding" not in given:
             lines.append(f"Accept-Encoding: {ACCEPT_ENCODING}\r\n")
-        if "authorization" not in given and route.authorization is not None:
-            lines.append(f"Authorization: {route.authorization}\r\n")
+        if "authorization" not in given and where.authorization is not None:
+            lines.append(f"Authorization: {where.authorization}\r\n")
         lines.append(f"{framing}\r\n")
         return _encode("".join(lines))
 
@@ -319,6 +409,20 @@ class FastTransport:
             conn.abort()
         if live:
             await _wait_all_closed(live)
+
+
+def stale_may_retry(stale: StaleConnection, request: Request) -> bool:
+    """Whether a request that met a stale connection may be sent again on a fresh one.
+
+    Unwritten, the request never reached the server; written, it may have, so only an
+    idempotent request is sent again (RFC 9110 §9.2.2) - a POST is reported instead.
+    """
+    return not stale.written or request.idempotent
+
+
+def stale_error(stale: StaleConnection) -> ReadError:
+    """The error recorded for a stale connection that may not be retried."""
+    return ReadError(str(stale), may_have_been_sent=stale.written)
 
 
 async def _wait_all_closed(conns: list[Connection]) -> None:

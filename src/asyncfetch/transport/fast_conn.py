@@ -1,18 +1,22 @@
 """One HTTP/1.1 client connection: an asyncio Protocol fed straight into llhttp (httptools).
 
 The hot path is one ``transport.write`` per request, parser callbacks as bytes arrive and
-one future resolved per response: no StreamReader, no task wake-up per chunk, no timer
-per request (the read timer is re-armed lazily, see ``_on_read_timer``).
+one callback per response: no StreamReader, no task wake-up per chunk, no timer per
+request (the timer is re-armed lazily, see ``_on_timer``). :meth:`Connection.start` takes
+that callback directly, so a caller can send its next request from inside the event that
+completed the last one; :meth:`Connection.exchange` wraps it in a future for coroutines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from ..deadlines import overdue_error
 from ..errors import ProtocolError, ReadError, TimeoutError_, TooLargeError, TransportError
 from .fast_codec import BodyDecoder, make_decoder
 
@@ -37,6 +41,9 @@ class StaleConnection(Exception):
         self.written = written
 
 
+ExchangeDone = Callable[["Connection", BaseException | None], None]
+
+
 class _StopParsing(Exception):
     """Raised in a parser callback to make llhttp stop; the reason is already recorded."""
 
@@ -52,14 +59,17 @@ class Connection(asyncio.Protocol):
         "_decoder",
         "_encoding",
         "_error",
+        "_feeding",
         "_got_bytes",
         "_head_bytes_seen",
         "_header_bytes",
+        "_headers",
         "_headers_done",
         "_is_head",
         "_live",
         "_loop",
         "_max_body",
+        "_on_done",
         "_parser",
         "_raw_size",
         "_read_timeout",
@@ -67,16 +77,19 @@ class Connection(asyncio.Protocol):
         "_state",
         "_timer",
         "_timer_when",
+        "_total_deadline",
+        "_total_timeout",
         "_transport",
         "_until_close",
-        "_waiter",
         "closed",
-        "headers",
+        "context",
         "headers_at",
         "idle",
         "idle_since",
         "keep_alive",
         "on_idle_lost",
+        "pool",
+        "sent_at",
         "served",
         "status",
     )
@@ -87,20 +100,26 @@ class Connection(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._state = _IDLE
-        self._waiter: asyncio.Future[None] | None = None
+        self._on_done: ExchangeDone | None = None
+        self._feeding = False
         self._closed_waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
-        self._deadline = 0.0
+        self._deadline = math.inf
         self._read_timeout: float | None = None
+        self._total_deadline = math.inf
+        self._total_timeout: float | None = None
+        self.sent_at = 0.0
         self._reset_parser = False
         self.closed = False
         self.idle = False  # owned by the pool: True while in its idle list
         self.idle_since = 0.0
         self.on_idle_lost: Callable[[Connection], None] | None = None  # set by the pool
+        self.pool: Any = None  # the HostPool that owns this connection (set by the pool)
+        self.context: Any = None  # the caller's state for the exchange in progress
         self.served = 0
-        self.headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[str, str]] = []
         self._chunks: list[bytes] = []
         self._begin(False, 0)
 
@@ -147,6 +166,34 @@ class Connection(asyncio.Protocol):
 
     # -- one request/response exchange ---------------------------------------------------
 
+    def start(
+        self,
+        head: bytes,
+        body: bytes | None,
+        *,
+        is_head: bool,
+        max_body: int,
+        read_timeout: float | None,
+        total_timeout: float | None,
+        on_done: ExchangeDone,
+    ) -> None:
+        """Write one request; ``on_done(self, error)`` is called once when it has ended.
+
+        ``error`` is None for a complete response (``status``, :meth:`headers`, :meth:`body`),
+        else the TransportError or StaleConnection that ended it. ``on_done`` never runs
+        inside ``start`` itself, nor while llhttp is still parsing, so it may start the
+        next exchange on this very connection.
+        """
+        transport = self._transport
+        if self._state != _IDLE or transport is None or transport.is_closing() or self.closed:
+            raise StaleConnection(written=False)
+        self._begin(is_head, max_body)
+        self._state = _ACTIVE
+        self._on_done = on_done
+        self.sent_at = now = self._loop.time()
+        self._arm_timer(now, read_timeout, total_timeout)
+        self._write(transport, head, body)
+
     async def exchange(
         self,
         head: bytes,
@@ -157,24 +204,24 @@ class Connection(asyncio.Protocol):
         read_timeout: float | None,
     ) -> None:
         """Write one request and wait for the complete response (or raise)."""
-        transport = self._transport
-        if self._state != _IDLE or transport is None or transport.is_closing() or self.closed:
-            raise StaleConnection(written=False)
-        self._begin(is_head, max_body)
-        self._state = _ACTIVE
-        waiter = self._waiter = self._loop.create_future()
-        self._arm_read_timer(read_timeout)
-        self._write(transport, head, body)
+        waiter: asyncio.Future[BaseException | None] = self._loop.create_future()
+        self.start(
+            head,
+            body,
+            is_head=is_head,
+            max_body=max_body,
+            read_timeout=read_timeout,
+            total_timeout=None,
+            on_done=future_waker(waiter),
+        )
         try:
-            await waiter
+            error = await waiter
         except asyncio.CancelledError:
+            self._on_done = None
             self.abort()  # half-read: this connection must never serve another request
             raise
-        error = self._error
         if error is not None:
-            self._error = None
             raise error
-        self.served += 1
 
     def _write(self, transport: asyncio.Transport, head: bytes, body: bytes | None) -> None:
         if not body:
@@ -194,7 +241,7 @@ class Connection(asyncio.Protocol):
         self._max_body = max_body
         self._error = None
         self.status = 0
-        self.headers.clear()  # the previous Response holds a tuple copy
+        self._headers.clear()  # the previous Response holds a tuple copy
         self.headers_at = 0.0
         self.keep_alive = False
         self._chunks.clear()
@@ -209,16 +256,25 @@ class Connection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
 
     def _finish(self, error: BaseException | None) -> None:
-        """End the exchange, successfully or not, and wake the waiting request."""
+        """End the exchange, successfully or not, and tell its owner (after parsing)."""
         if self._state != _ACTIVE:
             return
         self._state = _DONE
         if error is not None:
             self._error = error
             self.keep_alive = False
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        else:
+            self.served += 1
+        if not self._feeding:
+            self._notify()
+
+    def _notify(self) -> None:
+        on_done = self._on_done
+        if on_done is None:
+            return
+        self._on_done = None
+        error, self._error = self._error, None
+        on_done(self, error)
 
     def _fail(self, error: BaseException) -> _StopParsing:
         self._finish(error)
@@ -239,15 +295,19 @@ class Connection(asyncio.Protocol):
         self._got_bytes = True
         if self._read_timeout is not None:
             self._deadline = self._loop.time() + self._read_timeout
+        self._feeding = True
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
             self.keep_alive = False  # 101: we never speak the new protocol
         except HttpParserError as exc:
             self._on_parser_error(exc)
-            return
-        if not self._headers_done:
+        finally:
+            self._feeding = False
+        if not self._headers_done and self._state == _ACTIVE:
             self._check_header_bytes(len(data))
+        if self._state == _DONE:
+            self._notify()
 
     def _check_header_bytes(self, size: int) -> None:
         # llhttp buffers nothing itself, but httptools accumulates an unfinished header
@@ -303,7 +363,7 @@ class Connection(asyncio.Protocol):
         if self._headers_done:
             return  # chunked trailers are not part of the response headers
         self._header_bytes += len(name) + len(value) + 4
-        headers = self.headers
+        headers = self._headers
         if self._header_bytes > MAX_HEADER_BYTES or len(headers) >= MAX_HEADER_COUNT:
             raise self._fail(
                 ProtocolError(
@@ -318,6 +378,10 @@ class Connection(asyncio.Protocol):
         except UnicodeDecodeError:
             text = value.decode("latin-1")  # lossless for the odd legacy byte
         headers.append((name.decode("latin-1"), text))
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The response's header fields, decoded: UTF-8, or Latin-1 for legacy bytes."""
+        return tuple(self._headers)
 
     def _note_framing_header(self, lowered: bytes, value: bytes) -> None:
         if lowered == b"content-encoding":
@@ -340,7 +404,7 @@ class Connection(asyncio.Protocol):
         self._prepare_body(status)
 
     def _reset_headers(self) -> None:
-        self.headers.clear()
+        self._headers.clear()
         self._encoding = None
         self._content_length = None
 
@@ -358,7 +422,7 @@ class Connection(asyncio.Protocol):
             self._decoder = make_decoder(self._encoding, self._max_body)
 
     def _parser_is_chunked(self) -> bool:
-        for name, value in self.headers:
+        for name, value in self.headers():
             if name.lower() == "transfer-encoding":
                 return "chunked" in value.lower()
         return False
@@ -397,35 +461,55 @@ class Connection(asyncio.Protocol):
                 self._chunks.append(tail)
         self._finish(None)
 
-    # -- read timeout ----------------------------------------------------------------------
+    # -- timeouts ----------------------------------------------------------------------------
 
-    def _arm_read_timer(self, timeout: float | None) -> None:
-        self._read_timeout = timeout
-        if timeout is None:
+    def _arm_timer(self, now: float, read: float | None, total: float | None) -> None:
+        # Two deadlines share one timer: the read deadline moves with every chunk that
+        # arrives, the total one (set only by callers that enforce no deadline of their
+        # own) does not.
+        self._read_timeout = read
+        self._total_timeout = total
+        self._deadline = math.inf if read is None else now + read
+        self._total_deadline = math.inf if total is None else now + total
+        when = min(self._deadline, self._total_deadline)
+        if when == math.inf:
             return
-        deadline = self._deadline = self._loop.time() + timeout
         timer = self._timer
         # An armed timer that fires no later than the deadline re-arms itself when it
         # fires: most exchanges finish well before, so most need no new timer at all.
-        if timer is not None and self._timer_when <= deadline:
+        if timer is not None and self._timer_when <= when:
             return
         if timer is not None:
             timer.cancel()
-        self._timer_when = deadline
-        self._timer = self._loop.call_at(deadline, self._on_read_timer)
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
 
-    def _on_read_timer(self) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
-        timeout = self._read_timeout
-        if self._state != _ACTIVE or timeout is None:
+        if self._state != _ACTIVE:
             return
-        if self._loop.time() + 0.001 < self._deadline:
-            self._timer_when = self._deadline
-            self._timer = self._loop.call_at(self._deadline, self._on_read_timer)
-            return
-        self._finish(TimeoutError_(f"no data from the server for {timeout:g} s"))
+        now = self._loop.time() + 0.001
+        if self._total_timeout is not None and now >= self._total_deadline:
+            self._finish(overdue_error(self._total_timeout))
+        elif self._read_timeout is not None and now >= self._deadline:
+            self._finish(TimeoutError_(f"no data from the server for {self._read_timeout:g} s"))
+        else:
+            self._timer_when = when = min(self._deadline, self._total_deadline)
+            self._timer = self._loop.call_at(when, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def future_waker(
+    waiter: asyncio.Future[BaseException | None],
+) -> ExchangeDone:
+    """An ``on_done`` that resolves ``waiter`` with the exchange's error (None: success)."""
+
+    def wake(_conn: Connection, error: BaseException | None) -> None:
+        if not waiter.done():
+            waiter.set_result(error)
+
+    return wake

@@ -71,6 +71,12 @@ class HostPool:
             if conn is not None:
                 return conn, None
 
+    def take_idle(self) -> Connection | None:
+        """An idle connection now, or None (none idle, or callers already queued for one)."""
+        if self._waiters:
+            return None  # they were first in line
+        return self._pop_idle()
+
     async def replace(
         self, dead: Connection, connect_timeout: float | None
     ) -> tuple[Connection, float]:
@@ -150,6 +156,7 @@ class HostPool:
             self._free_slot()
             raise
         conn.on_idle_lost = self.on_idle_lost
+        conn.pool = self
         return conn, (self._loop.time() - start) * 1000.0
 
     async def _wait(self) -> Connection | None:

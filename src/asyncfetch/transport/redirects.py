@@ -74,12 +74,19 @@ async def send_following(
     timeouts: Timeouts,
     max_body: int,
     max_redirects: int,
+    first: Response | None = None,
 ) -> Response:
-    """Send ``request`` and follow up to ``max_redirects`` redirects (0 = none)."""
+    """Send ``request`` and follow up to ``max_redirects`` redirects (0 = none).
+
+    ``first``, when given, is the response ``request`` already got: following starts there.
+    """
     seen = {(request.method, request.url)}
     current = request
     for _hop in range(max_redirects + 1):
-        response = await transport.send(current, timeouts=timeouts, max_body=max_body)
+        if first is not None:
+            response, first = first, None
+        else:
+            response = await transport.send(current, timeouts=timeouts, max_body=max_body)
         if response.status not in REDIRECT_STATUSES or max_redirects == 0:
             return response
         current = next_request(current, response)

@@ -1,0 +1,230 @@
+"""The fast lane against a real server: which requests it drives, and that the results,
+limits and shutdown are those of the worker path.
+
+Each test warms the transport's connections with one run, then makes a second run whose
+requests find idle connections, so they start in the lane rather than in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from asyncfetch.config import Settings, Timeouts
+from asyncfetch.engine import Runner
+from asyncfetch.executor import RequestExecutor
+from asyncfetch.fetcher import make_settings
+from asyncfetch.models import Request, Result
+from asyncfetch.queues.base import Completed
+from asyncfetch.queues.memory import MemoryQueue
+from asyncfetch.retry import RetryPolicy
+from asyncfetch.sources import iter_requests
+from asyncfetch.transport.fast import FastTransport
+
+from .recording_server import RecordingServer
+
+FAST_RETRY = RetryPolicy(retries=2, backoff_base=0.01, backoff_cap=0.05)
+
+
+class ListStore:
+    """A ResultStore keeping every committed result, optionally slow to commit."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.results: list[Result] = []
+        self.delay = delay
+
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.results.extend(result for _item, result in batch)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Harness:
+    """One transport and executor shared by successive runs, as a Fetcher shares them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.transport = FastTransport(
+            settings.transport, per_host_connections=settings.limits.per_host
+        )
+        self.executor = RequestExecutor(self.transport, settings)
+
+    def runner(self, urls: Sequence[str], store: ListStore | None = None) -> Runner:
+        queue = MemoryQueue(iter_requests(urls), maxsize=self.settings.limits.concurrency * 2)
+        return Runner(
+            queue,
+            store or ListStore(),
+            self.executor,
+            concurrency=self.settings.limits.concurrency,
+        )
+
+    async def run(self, urls: Sequence[str]) -> tuple[Runner, list[Result]]:
+        store = ListStore()
+        runner = self.runner(urls, store)
+        await runner.run()
+        return runner, store.results
+
+    async def aclose(self) -> None:
+        await self.executor.aclose()
+        await self.transport.aclose()
+
+
+async def warmed(server: RecordingServer, settings: Settings, hosts: Sequence[str]) -> Harness:
+    harness = Harness(settings)
+    per_host = settings.limits.per_host
+    warm = [server.url(f"/ok?warm={n}", host=host) for host in hosts for n in range(per_host)]
+    await harness.run(warm)
+    server.recorder.requests.clear()
+    server.recorder.peak = 0
+    server.recorder.peak_by_host.clear()
+    return harness
+
+
+def by_line(results: list[Result]) -> list[Result]:
+    return sorted(results, key=lambda result: result.line)
+
+
+async def test_a_warm_run_starts_its_requests_in_the_lane(server: RecordingServer) -> None:
+    settings = make_settings(concurrency=8, per_host=8)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    try:
+        urls = [server.url(f"/ok?n={n}") for n in range(300)]
+        runner, results = await harness.run(urls)
+    finally:
+        await harness.aclose()
+    lane = runner.fast_lane
+    assert lane is not None
+    assert lane.started_inline >= 290 and lane.handed_over <= 10
+    assert [result.url for result in by_line(results)] == urls
+    assert all(result.ok and result.attempts == 1 for result in results)
+    assert server.recorder.peak <= 8
+    assert len(server.recorder.requests) == 300
+
+
+async def test_redirects_retries_and_timeouts_in_the_lane_match_the_rules(
+    server: RecordingServer,
+) -> None:
+    settings = make_settings(
+        concurrency=4,
+        per_host=4,
+        retries=FAST_RETRY,
+        timeouts=Timeouts(total=0.3, connect=5.0, read=5.0),
+    )
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    try:
+        urls = [
+            server.url("/redirect/2"),
+            server.url("/flaky/lane/1/503"),
+            server.url("/delay/2000"),
+            server.url("/status/404"),
+        ]
+        runner, results = await harness.run(urls)
+    finally:
+        await harness.aclose()
+    assert runner.fast_lane is not None and runner.fast_lane.started_inline == 4
+    redirected, flaky, slow, missing = by_line(results)
+    assert redirected.ok and redirected.final_url == server.url("/redirect/0")
+    assert redirected.attempts == 1
+    assert flaky.ok and flaky.attempts == 2
+    assert slow.error is not None and slow.error.kind == "timeout"
+    assert slow.attempts == 3  # every attempt timed out, then the retries ran out
+    assert missing.status == 404 and missing.attempts == 1
+
+
+async def test_a_busy_host_parks_its_requests_without_blocking_another(
+    server: RecordingServer,
+) -> None:
+    settings = make_settings(concurrency=6, per_host=2)
+    harness = await warmed(server, settings, ["127.0.0.1", "localhost"])
+    try:
+        slow = [server.url(f"/delay/200?n={n}") for n in range(12)]
+        other = [server.url(f"/ok?n={n}", host="localhost") for n in range(8)]
+        runner, results = await harness.run(slow + other)
+    finally:
+        await harness.aclose()
+    assert runner.fast_lane is not None and runner.fast_lane.started_inline >= 18
+    assert all(result.ok for result in results) and len(results) == 20
+    paths = [seen.path for seen in server.recorder.requests]
+    last_other = max(index for index, path in enumerate(paths) if path == "/ok")
+    assert last_other < 12, paths
+    assert server.recorder.peak_by_host["127.0.0.1"] == 2
+    assert server.recorder.peak <= 6
+
+
+async def test_a_slow_writer_holds_the_lane_back(server: RecordingServer) -> None:
+    settings = make_settings(concurrency=4, per_host=4)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    store = ListStore(delay=0.05)
+    runner = harness.runner([server.url(f"/ok?n={n}") for n in range(3000)], store)
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.3)
+        started = len(server.recorder.requests)
+        committed = len(store.results)
+        # The writer has committed a few batches; the lane may run ahead of it by the
+        # buffer's high-water mark and the requests in flight, no more.
+        assert started - committed <= 1024 + 4, (started, committed)
+        await task
+    finally:
+        await harness.aclose()
+    assert len(store.results) == 3000
+
+
+async def test_stop_lets_started_requests_finish_and_starts_no_more(
+    server: RecordingServer,
+) -> None:
+    settings = make_settings(concurrency=4, per_host=4)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    store = ListStore()
+    runner = harness.runner([server.url(f"/delay/50?n={n}") for n in range(400)], store)
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.2)
+        runner.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await harness.aclose()
+    seen = len(server.recorder.requests)
+    assert 0 < seen < 400
+    assert len(store.results) == seen  # every request the server saw has its record
+    assert len({result.id for result in store.results}) == seen
+
+
+async def test_cancel_abandons_requests_in_flight(server: RecordingServer) -> None:
+    settings = make_settings(concurrency=4, per_host=4)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    store = ListStore()
+    runner = harness.runner([server.url(f"/never?n={n}") for n in range(10)], store)
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.2)
+        runner.cancel()
+        stats = await asyncio.wait_for(task, 5)
+    finally:
+        await harness.aclose()
+    assert store.results == []  # abandoned requests get no record: a resume redoes them
+    assert stats.done == 0
+
+
+async def test_requests_the_transport_cannot_send_get_the_executors_record(
+    server: RecordingServer,
+) -> None:
+    settings = make_settings(concurrency=2, per_host=2)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    try:
+        good = server.url("/ok")
+        bad = Request.create(server.url("/ok"), headers=(("Bad Name", "x"),))
+        queue = MemoryQueue(iter_requests([good, bad]), maxsize=4)
+        store = ListStore()
+        runner = Runner(queue, store, harness.executor, concurrency=2)
+        await runner.run()
+    finally:
+        await harness.aclose()
+    [ok] = [result for result in store.results if result.ok]
+    [refused] = [result for result in store.results if not result.ok]
+    assert ok.url == good
+    assert refused.error is not None and refused.error.kind == "protocol"
+    assert "invalid request header" in refused.error.message
