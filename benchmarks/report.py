@@ -254,6 +254,7 @@ def targets(rows: list[Row]) -> list[tuple[str, str, str]]:
         )
     )
     result.append(_memory_target(rows))
+    result += _engine_targets(rows)
     help_row = next(iter(_find(rows, "startup", "asyncfetch-help")), None)
     help_ms = help_row.wall_s * 1000 if help_row and help_row.wall_s else None
     result.append(
@@ -264,6 +265,38 @@ def targets(rows: list[Row]) -> list[tuple[str, str, str]]:
         )
     )
     return result
+
+
+def _efficiency(rows: list[Row], key: str) -> float | None:
+    row = next(iter(_find(rows, "latency", key)), None)
+    return row.efficiency if row is not None and row.status == "ok" else None
+
+
+def _engine_targets(rows: list[Row]) -> list[tuple[str, str, str]]:
+    """The fast engine's targets: against wrk and curl, and latency against aiohttp."""
+    throughput = [r for r in rows if r.workload == "throughput"]
+    cli, wrk, curl = (_rate_of(throughput, key) for key in (ASYNCFETCH_CLI, WRK, "curl"))
+    of_wrk = cli / wrk if cli and wrk else None
+    of_curl = cli / curl if cli and curl else None
+    fast, slow = (_efficiency(rows, key) for key in (ASYNCFETCH_CLI, "asyncfetch-aiohttp"))
+    latency_ok = None if fast is None or slow is None else fast >= slow
+    return [
+        (
+            "CLI (fast engine, JSONL) ≥ 60% of wrk (throughput)",
+            _pct(of_wrk),
+            _verdict(None if of_wrk is None else of_wrk >= 0.6),
+        ),
+        (
+            "CLI (fast engine, JSONL) ≥ 1.5 × curl --parallel (throughput)",
+            "—" if of_curl is None else f"{of_curl:.2f}×",
+            _verdict(None if of_curl is None else of_curl >= 1.5),
+        ),
+        (
+            "latency efficiency: fast engine ≥ aiohttp engine (CLI)",
+            f"{_pct(fast)} vs {_pct(slow)}",
+            _verdict(latency_ok),
+        ),
+    ]
 
 
 def _memory_target(rows: list[Row]) -> tuple[str, str, str]:
