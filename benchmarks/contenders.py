@@ -308,7 +308,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "asyncfetch-lib",
-        "asyncfetch library (Fetcher.stream)",
+        "asyncfetch library (Fetcher.stream, uvloop)",
         _library_unavailable,
         _script("asyncfetch_library.py"),
     ),
