@@ -8,7 +8,7 @@ requests find idle connections, so they start in the lane rather than in a task.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from asyncfetch.config import Settings, Timeouts
 from asyncfetch.engine import Runner
@@ -228,3 +228,26 @@ async def test_requests_the_transport_cannot_send_get_the_executors_record(
     assert ok.url == good
     assert refused.error is not None and refused.error.kind == "protocol"
     assert "invalid request header" in refused.error.message
+
+
+async def test_a_queue_getter_woken_then_cancelled_passes_the_item_on() -> None:
+    # Worker tasks wait in MemoryQueue.get; one woken for an item but cancelled before it
+    # ran must not leave the item unseen while another worker waits.
+    arrived = asyncio.Event()
+
+    async def one_request() -> AsyncIterator[Request]:
+        await arrived.wait()
+        yield Request.create("http://127.0.0.1:1/a")
+        await asyncio.Event().wait()  # more input may come: the queue does not end
+
+    queue = MemoryQueue(one_request(), maxsize=4)
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)  # both wait; the reader waits for input
+    arrived.set()
+    await asyncio.sleep(0)  # the reader hands the item to the first getter
+    first.cancel()
+    item = await asyncio.wait_for(second, timeout=5)
+    assert item is not None and item.request.url == "http://127.0.0.1:1/a"
+    assert first.cancelled()
+    await queue.aclose()

@@ -92,6 +92,8 @@ class MemoryQueue:
             except asyncio.CancelledError:
                 if getter in self._getters:
                     self._getters.remove(getter)
+                elif self._items or self._ended:
+                    self._wake(1)  # woken, then cancelled: pass the wake-up on
                 raise
 
     # -- feeding -----------------------------------------------------------------------------
