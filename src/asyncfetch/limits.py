@@ -84,14 +84,13 @@ class Slots:
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is queued for it; never waits."""
-        if self._free > 0 and not self._waiters:
+        if self.free:
             self._free -= 1
             return True
         return False
 
     async def acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

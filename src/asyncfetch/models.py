@@ -107,7 +107,8 @@ class Response:
     def header(self, name: str) -> str | None:
         wanted = name.lower()
         for key, value in self.headers:
-            if key.lower() == wanted:
+            # Servers mostly send the canonical case: the exact match skips a lower().
+            if key == name or key.lower() == wanted:
                 return value
         return None
 

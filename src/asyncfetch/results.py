@@ -11,7 +11,6 @@ from .errors import ErrorKind
 from .models import (
     BodyField,
     ErrorInfo,
-    Headers,
     InvalidInput,
     Request,
     Response,
@@ -64,19 +63,6 @@ def _is_textual(content_type: str | None) -> bool:
     return known
 
 
-def _content_type(headers: Headers) -> str | None:
-    """``Response.header("Content-Type")``: the first match in any letter case."""
-    for name, value in headers:
-        if name == "Content-Type" or name.lower() == "content-type":
-            return value
-    return None
-
-
-def _redacted(url: str) -> str:
-    # redact_url's own first test, made here: most URLs hold no userinfo to redact.
-    return url if "@" not in url else redact_url(url)
-
-
 def body_field(body: bytes, content_type: str | None, mode: str) -> BodyField | None:
     """The body as the record carries it, by policy: text, base64, auto or none."""
     if mode == "none":
@@ -102,7 +88,7 @@ def success_result(
     saved_path: str | None = None,
 ) -> Result:
     body = response.body
-    content_type = _content_type(response.headers)
+    content_type = response.header("Content-Type")
     if saved_path is not None:
         kept: BodyField | None = BodyField("path", saved_path)
     elif policy.mode == "none":
@@ -114,8 +100,8 @@ def success_result(
         request.id,
         request.line,
         request.method,
-        _redacted(request.url),
-        _redacted(response.url),
+        redact_url(request.url),
+        redact_url(response.url),
         response.status,
         None,  # error
         attempts,
@@ -143,7 +129,7 @@ def failure_result(
         request.id,
         request.line,
         request.method,
-        _redacted(request.url),
+        redact_url(request.url),
         None,  # final_url
         None,  # status
         ErrorInfo(kind, message),

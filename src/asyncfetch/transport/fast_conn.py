@@ -422,7 +422,7 @@ class Connection(asyncio.Protocol):
             self._decoder = make_decoder(self._encoding, self._max_body)
 
     def _parser_is_chunked(self) -> bool:
-        for name, value in self.headers():
+        for name, value in self._headers:
             if name.lower() == "transfer-encoding":
                 return "chunked" in value.lower()
         return False
