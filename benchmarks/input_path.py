@@ -6,8 +6,9 @@ completely, best of a few rounds, on the event loop the CLI uses (uvloop when in
 
   item        ``open_source``: one Request an iteration
   batch       ``open_source_batches``: one list of Requests an iteration
-  item+dedupe ``drop_repeats(open_source(...))``: what ``fetch`` reads without --resume
-  batch+dedupe ``drop_repeat_batches(open_source_batches(...))``
+  item+dedupe ``drop_repeats(open_source(...))``: the one-at-a-time view of the next
+  batch+dedupe ``drop_repeat_batches(open_source_batches(...))``: what ``fetch`` reads
+               without --resume
 
 Usage: python benchmarks/input_path.py [--lines N] [--rounds R] [--only item,batch,...]
 """

@@ -183,7 +183,8 @@ class RecentIds:
         """The items of ``batch`` whose ids are not remembered, remembering them in turn.
 
         The same as :meth:`add` for each item's id, with the key and the bookkeeping
-        written out in one loop: it runs for every input line, and calls cost here.
+        written out in one loop: it runs for every input line, and calls cost here
+        (calling ``_id_key`` per item measured 2.8 -> 3.0 µs a line in input_path.py).
         """
         seen, order, capacity = self._seen, self._order, self._capacity
         derived, fromhex = _DERIVED_ID.fullmatch, bytes.fromhex
@@ -203,19 +204,14 @@ class RecentIds:
         return kept
 
 
-async def drop_repeats(
+def drop_repeats(
     source: AsyncIterator[Item], stats: StatsCollector, capacity: int = RECENT_IDS
 ) -> AsyncGenerator[Item, None]:
-    """``source`` without items whose id was among the last ``capacity`` ids."""
-    recent = RecentIds(capacity)
-    try:
-        async for item in source:
-            if recent.add(item_id(item)):
-                yield item
-            else:
-                stats.duplicates += 1
-    finally:
-        await close_iterator(source)
+    """``source`` without items whose id was among the last ``capacity`` ids.
+
+    :func:`drop_repeat_batches` over the items grouped as they are ready.
+    """
+    return flatten(drop_repeat_batches(ready_batches(source), stats, capacity))
 
 
 async def drop_repeat_batches(

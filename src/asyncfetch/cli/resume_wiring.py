@@ -71,9 +71,7 @@ async def open_store(
     """Open the sink (and journal) for ``job``; closing is registered on ``stack``.
 
     ``batches`` is the input as lists (:func:`~asyncfetch.cli.run.chain_input_batches`);
-    the wiring's ``batches`` is that input filtered. A Flattened source (what
-    ``chain_inputs`` returns) is taken as its batches, so that callers written for
-    single items keep working.
+    the wiring's ``batches`` is that input filtered.
     """
     if job.resume:
         return await _open_journaled(job, stack, stats, batches, console)
