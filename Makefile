@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
-LINTED := $(wildcard src tests benchmarks)
+LINTED := $(wildcard src tests benchmarks tools)
+# NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
+NATIVE ?= 1
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean native
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The per-request modules compiled with mypyc, rebuilt when a source changes (tools/native.py).
+native: $(STAMP)
+ifeq ($(NATIVE),0)
+	$(BIN)/python tools/native.py clean
+else
+	$(BIN)/python tools/native.py build $(if $(CI),--required)
+endif
+
+demo: native
 	$(BIN)/asyncfetch demo
 
 lint: $(STAMP)
@@ -25,14 +35,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest -q
+pytest: native
+	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: native
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+	find src -name '*.so' -delete

@@ -20,6 +20,7 @@ Transports map their library's exceptions onto this tree once, at their boundary
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 
 class ErrorKind(StrEnum):
@@ -120,3 +121,17 @@ class CancelledRequestError(TransportError):
 
     kind = ErrorKind.CANCELLED
     may_have_been_sent = False
+
+
+ErrorT = TypeVar("ErrorT", bound=BaseException)
+
+
+def caused_by(error: ErrorT, cause: BaseException | None) -> ErrorT:
+    """``error`` chained to ``cause``, as ``raise error from cause`` chains it.
+
+    The modules that ``make`` compiles with mypyc (tools/native.py) raise
+    ``caused_by(...)`` instead of using ``from``: mypyc drops a ``from`` clause, and
+    the cause is what a traceback and a library user's handler see.
+    """
+    error.__cause__ = cause  # also sets __suppress_context__, exactly as `from` does
+    return error

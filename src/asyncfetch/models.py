@@ -6,7 +6,7 @@ Nothing here does I/O or imports the rest of asyncfetch, so every layer can use 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ class Request:
         url: str,
         *,
         method: str = "GET",
-        headers: Headers | dict[str, str] = (),
+        headers: Iterable[tuple[str, str]] | Mapping[str, str] = (),
         body: bytes | None = None,
         id: str | None = None,
         line: int | None = None,
@@ -67,7 +67,7 @@ class Request:
     ) -> Request:
         method = method.upper()
         if type(headers) is not tuple:
-            headers = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+            headers = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers)
         # Positional, in field order: keyword arguments cost a visible share per line.
         return cls(url, method, headers, body, id or request_id(method, url, body), line, meta)
 

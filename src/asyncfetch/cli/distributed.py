@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from ..config import Settings
+from ..config import Settings, Timeouts
 from ..engine import Runner
 from ..errors import ConfigError
 from ..executor import RequestExecutor
 from ..limits import RateLimiter
-from ..models import Request, Result, RunStats
+from ..models import Request, Response, RunStats
 from ..progress import ProgressReporter, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -343,21 +343,25 @@ def _executor(
 ) -> RequestExecutor:
     crash_on = os.environ.get(CRASH_HOOK_ENV)
     if crash_on:
-        return _CrashingExecutor(crash_on, transport, settings, rate_limiter=rate_limiter)
+        transport = _CrashingTransport(crash_on, transport)
     return RequestExecutor(transport, settings, rate_limiter=rate_limiter)
 
 
-class _CrashingExecutor(RequestExecutor):
+class _CrashingTransport:
     """The test hook: a real crash, so redelivery and dead-lettering run for real."""
 
-    def __init__(self, crash_on: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, crash_on: str, inner: Transport) -> None:
+        self.name = inner.name
         self._crash_on = crash_on
+        self._inner = inner
 
-    async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:
+    async def send(self, request: Request, *, timeouts: Timeouts, max_body: int) -> Response:
         if self._crash_on in request.url:
             os._exit(CRASH_EXIT_CODE)
-        return await super().execute(request, enqueued_at=enqueued_at)
+        return await self._inner.send(request, timeouts=timeouts, max_body=max_body)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 async def _run_with_signals(

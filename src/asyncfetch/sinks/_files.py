@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
-from ..errors import OutputError
+from ..errors import OutputError, caused_by
 from ..models import Result
 
 DEFAULT_BATCH_BYTES = 1024 * 1024
@@ -38,7 +38,9 @@ def open_output(path: Path, *, append: bool) -> BinaryIO:
     try:
         return open(path, "ab" if append else "wb", buffering=0)
     except OSError as exc:
-        raise OutputError(f"cannot open output file {path}: {describe_os_error(exc)}") from exc
+        raise caused_by(
+            OutputError(f"cannot open output file {path}: {describe_os_error(exc)}"), exc
+        )
 
 
 def stdout_stream() -> BinaryIO:
@@ -187,8 +189,9 @@ class FileWriter:
                 os.fsync(self._stream.fileno())
         except OSError as exc:
             message = f"cannot write results to {self._name}: {describe_os_error(exc)}"
-            self._failure = OutputError(message + self._cut_back())
-            raise self._failure from exc
+            failure = OutputError(message + self._cut_back())
+            self._failure = failure
+            raise caused_by(failure, exc)
         self._position += len(data)
 
     def _cut_back(self) -> str:

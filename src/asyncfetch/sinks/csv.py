@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, caused_by
 from ..models import Result
 from ._files import (
     DEFAULT_BATCH_BYTES,
@@ -44,7 +44,9 @@ def _existing_header(path: Path) -> list[str] | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise OutputError(f"cannot read output file {path}: {describe_os_error(exc)}") from exc
+        raise caused_by(
+            OutputError(f"cannot read output file {path}: {describe_os_error(exc)}"), exc
+        )
 
 
 def _check_header(path: Path, columns: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, NamedTuple, TypeVar
 
-from ..errors import InputError
+from ..errors import InputError, caused_by
 
 CHUNK_SIZE = 64 * 1024
 # Long enough for a JSONL spec carrying a sizeable body, short enough that one runaway
@@ -209,7 +209,7 @@ class LineStream:
                 return await run_detached(lambda: self._read(CHUNK_SIZE))
             return await asyncio.to_thread(self._read, CHUNK_SIZE)
         except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {self.name}: {exc}") from exc
+            raise caused_by(InputError(f"cannot read {self.name}: {exc}"), exc)
 
 
 def _chunk_reader(file: BinaryIO) -> ReadChunk:
@@ -275,7 +275,7 @@ async def open_stream(path: str | os.PathLike[str]) -> LineStream:
             # Opening a FIFO blocks until a writer shows up.
             file = await run_detached(lambda: _open_binary(name))
     except OSError as exc:
-        raise InputError(f"cannot open input {name!r}: {exc.strerror or exc}") from exc
+        raise caused_by(InputError(f"cannot open input {name!r}: {exc.strerror or exc}"), exc)
     return LineStream(file, name=repr(name), close=True)
 
 
@@ -291,7 +291,7 @@ def check_readable(path: str | os.PathLike[str]) -> os.stat_result:
     try:
         info = os.stat(name)
     except OSError as exc:
-        raise InputError(f"cannot open input {name!r}: {exc.strerror or exc}") from exc
+        raise caused_by(InputError(f"cannot open input {name!r}: {exc.strerror or exc}"), exc)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"input {name!r} is a directory, not a file")
     if not os.access(name, os.R_OK):

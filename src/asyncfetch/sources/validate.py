@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ..errors import InputError
+from ..errors import InputError, caused_by
 
 MAX_URL_LENGTH = 8192
 MAX_METHOD_LENGTH = 32
@@ -137,23 +137,25 @@ def _check_host_name(host: str, url: str) -> None:
         try:
             ipaddress.IPv4Address(host)
         except ValueError as exc:
-            raise InputError(f"URL host is not a valid IPv4 address: {excerpt(url)}") from exc
+            raise caused_by(
+                InputError(f"URL host is not a valid IPv4 address: {excerpt(url)}"), exc
+            )
     if not host.isascii() or ".." in host or host.startswith(".") or len(host) > 63:
         # Empty or over-long labels can never resolve, and TLS cannot carry them.
         try:
             host.encode("idna")  # what both transports do to an international name
         except UnicodeError as exc:
-            raise InputError(f"URL host is not a valid host name: {excerpt(url)}") from exc
+            raise caused_by(InputError(f"URL host is not a valid host name: {excerpt(url)}"), exc)
 
 
 def _check_ipv6(host: str, url: str) -> None:
     try:
         ipaddress.IPv6Address(host.replace("%25", "%", 1))  # "%25" introduces a zone id
     except ValueError as exc:
-        raise InputError(f"URL has a malformed [IPv6] host: {excerpt(url)}") from exc
+        raise caused_by(InputError(f"URL has a malformed [IPv6] host: {excerpt(url)}"), exc)
 
 
-def validate_method(method: str) -> str:
+def validate_method(method: object) -> str:
     """Return ``method`` upper-cased if it is an HTTP method token made of letters."""
     if not isinstance(method, str):
         raise InputError(f"method must be a string such as GET, not {type_name(method)}")

@@ -25,6 +25,7 @@ from ..errors import (
     ProtocolError,
     ReadError,
     TransportError,
+    caused_by,
 )
 from ..hosts import host_of
 from ..models import Request, Response
@@ -110,7 +111,7 @@ def _origin_of(origin_url: str) -> tuple[Origin, str | None]:
         parts = urlsplit(origin_url)
         port = parts.port
     except ValueError as exc:
-        raise _not_sendable(f"invalid URL {origin_url!r}: {exc}") from exc
+        raise caused_by(_not_sendable(f"invalid URL {origin_url!r}: {exc}"), exc)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise _not_sendable(
@@ -131,7 +132,7 @@ def _ascii_host(host: str) -> str:
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise _not_sendable(f"invalid host name {host!r}") from exc
+        raise caused_by(_not_sendable(f"invalid host name {host!r}"), exc)
 
 
 def _basic_auth(username: str | None, password: str | None) -> str | None:
@@ -153,7 +154,7 @@ def _encode(text: str) -> bytes:
     try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError as exc:
-        raise _not_sendable(f"request head cannot be encoded: {exc.reason}") from exc
+        raise caused_by(_not_sendable(f"request head cannot be encoded: {exc.reason}"), exc)
 
 
 class FastTransport:
@@ -315,7 +316,7 @@ class FastTransport:
             except StaleConnection as exc:
                 if retried or not stale_may_retry(exc, request):
                     pool.discard(conn)
-                    raise stale_error(exc) from exc
+                    raise caused_by(stale_error(exc), exc)
                 # The server closed a kept-alive connection before answering: once, on a
                 # fresh connection, when stale_may_retry allows it.
                 retried = True

@@ -12,7 +12,7 @@ import zlib
 from types import ModuleType
 from typing import Any, Protocol
 
-from ..errors import ProtocolError, TooLargeError
+from ..errors import ProtocolError, TooLargeError, caused_by
 
 
 def _import_brotli() -> ModuleType | None:
@@ -74,7 +74,7 @@ class ZlibDecoder:
         try:
             out = self._inflater.flush()
         except zlib.error as exc:
-            raise ProtocolError(f"invalid compressed response body: {exc}") from exc
+            raise caused_by(ProtocolError(f"invalid compressed response body: {exc}"), exc)
         return self._account(out)
 
     def _account(self, out: bytes) -> bytes:
@@ -92,14 +92,14 @@ class ZlibDecoder:
 
     def _fall_back(self, data: bytes, exc: zlib.error) -> bytes:
         if not self._may_fall_back:
-            raise ProtocolError(f"invalid compressed response body: {exc}") from exc
+            raise caused_by(ProtocolError(f"invalid compressed response body: {exc}"), exc)
         self._may_fall_back = False
         head, self._head = self._head + data, b""
         self._inflater = zlib.decompressobj(_RAW_WBITS)
         try:
             return self._inflater.decompress(head, self._remaining + 1)
         except zlib.error as raw_exc:
-            raise ProtocolError(f"invalid deflate response body: {raw_exc}") from raw_exc
+            raise caused_by(ProtocolError(f"invalid deflate response body: {raw_exc}"), raw_exc)
 
 
 class BrotliDecoder:
@@ -116,7 +116,7 @@ class BrotliDecoder:
         try:
             out = bytes(self._decompressor.process(data))
         except Exception as exc:  # brotli.error is not importable without brotli
-            raise ProtocolError(f"invalid brotli response body: {exc}") from exc
+            raise caused_by(ProtocolError(f"invalid brotli response body: {exc}"), exc)
         self._remaining -= len(out)
         if self._remaining < 0:
             raise _too_large(self._limit)

@@ -17,7 +17,14 @@ from typing import Any, Final, cast
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ..deadlines import overdue_error
-from ..errors import ProtocolError, ReadError, TimeoutError_, TooLargeError, TransportError
+from ..errors import (
+    ProtocolError,
+    ReadError,
+    TimeoutError_,
+    TooLargeError,
+    TransportError,
+    caused_by,
+)
 from .fast_codec import BodyDecoder, make_decoder
 
 MAX_HEADER_BYTES: Final = 64 * 1024
@@ -440,7 +447,7 @@ class Connection(asyncio.Protocol):
             try:
                 body = decoder.feed(body)
             except TransportError as exc:
-                raise self._fail(exc) from None
+                raise caused_by(self._fail(exc), None)
             if not body:
                 return
         self._chunks.append(body)

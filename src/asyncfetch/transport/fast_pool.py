@@ -9,7 +9,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ..errors import ConnectError, DNSError, TimeoutError_, TLSError
+from ..errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
 from .fast_conn import Connection
 
 Connector = Callable[[float | None], Awaitable[Connection]]
@@ -208,13 +208,15 @@ async def open_connection(
                 server_hostname=host if ssl_context is not None else None,
             )
     except TimeoutError as exc:  # ours, or the kernel's ETIMEDOUT: nothing was sent
-        raise TimeoutError_(f"connecting to {where} timed out", may_have_been_sent=False) from exc
+        raise caused_by(
+            TimeoutError_(f"connecting to {where} timed out", may_have_been_sent=False), exc
+        )
     except socket.gaierror as exc:
-        raise DNSError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+        raise caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
     except ssl.SSLError as exc:  # includes certificate verification failures
-        raise TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}") from exc
+        raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
     except OSError as exc:
-        raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+        raise caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
     return conn
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from urllib.parse import urljoin, urlsplit
 
 from ..config import Timeouts
-from ..errors import RedirectError
+from ..errors import RedirectError, caused_by
 from ..models import Request, Response
 from ..redact import CREDENTIAL_HEADERS, redact_url
 from .base import Transport
@@ -45,7 +45,7 @@ def _redirect_target(request: Request, response: Response) -> str:
         parts = urlsplit(target)
         _ = parts.port  # raises ValueError when the port is out of range
     except ValueError as exc:
-        raise RedirectError(f"{response.status} redirect to an invalid URL: {exc}") from exc
+        raise caused_by(RedirectError(f"{response.status} redirect to an invalid URL: {exc}"), exc)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise RedirectError(f"refusing redirect to a {scheme or 'relative'}: URL")

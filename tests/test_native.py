@@ -1,0 +1,88 @@
+"""The compiled build (tools/native.py): what runs is what was built, and it behaves alike.
+
+``make test`` runs the whole suite on the compiled modules (``NATIVE=0`` on the pure
+ones). The last test here runs the HTTP fault matrix and the record-path checks again,
+in a subprocess, on a copy of the package without its extensions, so that both builds
+are held to the same records in every run.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import asyncfetch
+
+ROOT = Path(__file__).resolve().parent.parent
+SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+NATIVE_MODULES: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"][
+    "asyncfetch"
+]["native"]["modules"]
+EXPECT_NATIVE = os.environ.get("ASYNCFETCH_EXPECT_NATIVE")
+
+
+def _source(module: str) -> Path:
+    return ROOT / "src" / (module.replace(".", "/") + ".py")
+
+
+@pytest.mark.parametrize("module", NATIVE_MODULES)
+def test_no_compiled_module_chains_with_from(module: str) -> None:
+    # mypyc drops the `from` of `raise X from Y`; errors.caused_by keeps the cause.
+    tree = ast.parse(_source(module).read_text(encoding="utf-8"))
+    chained = [
+        node.lineno for node in ast.walk(tree) if isinstance(node, ast.Raise) and node.cause
+    ]
+    assert chained == [], f"{module}: use raise caused_by(error, cause) on lines {chained}"
+
+
+@pytest.mark.skipif(EXPECT_NATIVE is None, reason="run through make, which builds or cleans")
+def test_the_suite_runs_the_build_make_asked_for() -> None:
+    files = {name: str(importlib.import_module(name).__file__) for name in NATIVE_MODULES}
+    compiled = sorted(name for name, path in files.items() if path.endswith(SUFFIX))
+    expected = NATIVE_MODULES if EXPECT_NATIVE == "1" else []
+    assert compiled == sorted(expected)
+
+
+def test_a_cause_survives_compilation(tmp_path: Path) -> None:
+    from asyncfetch.errors import InputError
+    from asyncfetch.sources.reader import check_readable  # compiled: it uses caused_by
+
+    with pytest.raises(InputError, match="cannot open input") as info:
+        check_readable(tmp_path / "missing.txt")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+@pytest.mark.slow
+def test_the_pure_python_package_gives_the_same_records(tmp_path: Path) -> None:
+    pure = tmp_path / "pure"
+    shutil.copytree(
+        Path(asyncfetch.__file__).parent,
+        pure / "asyncfetch",
+        ignore=shutil.ignore_patterns("*.so"),
+    )
+    env = {**os.environ, "PYTHONPATH": str(pure), "ASYNCFETCH_EXPECT_NATIVE": "0"}
+    checks = ["tests/test_faults_matrix.py", "tests/test_record_path.py", "tests/test_native.py"]
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *checks),
+            *(
+                "--deselect",
+                f"tests/test_native.py::{test_the_pure_python_package_gives_the_same_records.__name__}",
+            ),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
