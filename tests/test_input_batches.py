@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from asyncfetch.cli.job import FetchJob
 from asyncfetch.cli.run import chain_input_batches, chain_inputs
 from asyncfetch.config import RequestDefaults
-from asyncfetch.dedupe import RecentIds, drop_repeat_batches, drop_repeats, skip_done_batches
+from asyncfetch.dedupe import drop_repeat_batches, drop_repeats, skip_done_batches
 from asyncfetch.errors import ConfigError, InputError
 from asyncfetch.journal import Journal
 from asyncfetch.models import InvalidInput, Request, request_id, request_ids
+from asyncfetch.recent_ids import RecentIds
 from asyncfetch.sources import open_source, open_source_batches, validate_url
 from asyncfetch.sources import validate as validate_module
 from asyncfetch.sources.reader import CHUNK_SIZE, LineBatch, RawLine

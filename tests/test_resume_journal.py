@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from asyncfetch.dedupe import RecentIds, ready_batches, skip_done
+from asyncfetch.dedupe import ready_batches, skip_done
 from asyncfetch.errors import InputError, ResumeError
 from asyncfetch.journal import Journal, journal_path
 from asyncfetch.models import InvalidInput, Request
+from asyncfetch.recent_ids import RecentIds
 from asyncfetch.resume import fingerprint, fingerprint_differences, open_for_resume
 from asyncfetch.stats import StatsCollector
 

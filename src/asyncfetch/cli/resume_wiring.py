@@ -14,12 +14,13 @@ from typing import Any
 
 from rich.console import Console
 
-from ..dedupe import RECENT_IDS, drop_repeat_batches, skip_done_batches
+from ..dedupe import drop_repeat_batches, skip_done_batches
 from ..errors import ConfigError, ResumeError
 from ..journal import Journal, journal_path
 from ..journal_rewrite import fsync_directory
 from ..models import InvalidInput, Request, RunStats
 from ..queues.base import ResultStore
+from ..recent_ids import RECENT_IDS
 from ..resume import ResumeReport, fingerprint, open_for_resume
 from ..sinks import CsvSink, JsonlSink, open_sink
 from ..sinks import _resolve_format as resolve_output_format

@@ -7,10 +7,22 @@ at the end, paying that once instead of at every layer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from .reader import LineBatch, LineStream
+
 T = TypeVar("T")
+
+
+async def parsed_batches(
+    stream: LineStream, parse: Callable[[LineBatch], list[T]]
+) -> AsyncGenerator[list[T], None]:
+    """``parse`` of each batch of lines read from ``stream``; empty results are left out."""
+    while (batch := await stream.next_lines()) is not None:
+        items = parse(batch)
+        if items:
+            yield items
 
 
 async def flatten(batches: AsyncIterator[list[T]]) -> AsyncGenerator[T, None]:

@@ -8,29 +8,31 @@ from typing import Any
 import orjson
 
 from ..config import RequestDefaults
-from ..errors import InputError
+from ..errors import InputError, caused_by
 from ..models import InvalidInput, Request
-from .reader import MAX_LINE_BYTES, LineStream, RawLine, is_candidate
+from .batching import parsed_batches
+from .reader import MAX_LINE_BYTES, LineBatch, LineStream, RawLine, is_candidate
 from .spec import build_request, invalid_input
 from .validate import type_name
 
 
-async def parse_jsonl_batches(
+def parse_jsonl_batches(
     stream: LineStream, defaults: RequestDefaults
 ) -> AsyncGenerator[list[Request | InvalidInput], None]:
     """Per batch of lines read, a Request or InvalidInput for each line in a list.
 
     Blank and ``#`` lines are skipped; a batch with nothing else yields nothing.
     """
-    while (batch := await stream.next_lines()) is not None:
-        cut = batch.cut
-        items = [
-            _jsonl_item(number, data, number in cut, defaults)
-            for number, data in enumerate(batch.lines, batch.first)
-            if is_candidate(data) or number in cut
-        ]
-        if items:
-            yield items
+    return parsed_batches(stream, lambda batch: _jsonl_batch(batch, defaults))
+
+
+def _jsonl_batch(batch: LineBatch, defaults: RequestDefaults) -> list[Request | InvalidInput]:
+    cut = batch.cut
+    return [
+        _jsonl_item(number, data, number in cut, defaults)
+        for number, data in enumerate(batch.lines, batch.first)
+        if is_candidate(data) or number in cut
+    ]
 
 
 def jsonl_line(raw_line: RawLine, defaults: RequestDefaults) -> Request | InvalidInput:
@@ -58,7 +60,7 @@ def _load(data: bytes) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InputError(_decode_error_message(data, exc)) from exc
+        raise caused_by(InputError(_decode_error_message(data, exc)), exc)
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object with a url field, not {type_name(value)}")
     return value

@@ -6,12 +6,13 @@ from collections.abc import AsyncGenerator
 
 from ..config import RequestDefaults
 from ..models import InvalidInput, Request
+from .batching import parsed_batches
 from .reader import LineBatch, LineStream, RawLine, is_candidate
 from .spec import UrlRequests, invalid_input, url_request
 from .validate import MAX_URL_LENGTH, known_valid_url
 
 
-async def parse_text_batches(
+def parse_text_batches(
     stream: LineStream, defaults: RequestDefaults
 ) -> AsyncGenerator[list[Request | InvalidInput], None]:
     """Per batch of lines read, a Request or InvalidInput for each URL line in a list.
@@ -19,10 +20,7 @@ async def parse_text_batches(
     Blank and ``#`` lines are skipped; a batch with nothing else yields nothing.
     """
     to_request = UrlRequests(defaults)
-    while (batch := await stream.next_lines()) is not None:
-        items = text_batch(batch, to_request)
-        if items:
-            yield items
+    return parsed_batches(stream, lambda batch: text_batch(batch, to_request))
 
 
 def text_batch(batch: LineBatch, to_request: UrlRequests) -> list[Request | InvalidInput]:
