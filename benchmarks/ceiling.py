@@ -3,7 +3,8 @@
 Starts nginx (one core) and, on the other core, runs in turn: a bare HTTP/1.1 client
 written the way the fast lane works (uvloop, httptools, one request written from the
 callback that completed the previous one, an orjson JSONL record per response with the
-same fields as asyncfetch's) and the asyncfetch CLI on the same URLs. For each it prints
+same fields as asyncfetch's) and the asyncfetch CLI on the same URLs, compiled (as
+``make`` builds it, tools/native.py) and as plain Python. For each it prints
 requests per second and the CPU it spent per request, user and kernel, from the
 kernel's accounting of the child (``os.wait4``). The bare client does none of the
 validation, de-duplication, limits, timeouts, retries or resume bookkeeping: it is the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,21 +49,39 @@ def main() -> None:
         urls = Path(tmp) / "urls.txt"
         urls.write_text("".join(f"{server.url('/small')}?i={i}\n" for i in range(args.n)))
         out = Path(tmp) / "out.jsonl"
+        cli = [
+            *(sys.executable, "-m", "asyncfetch", "fetch", str(urls), "-o", str(out)),
+            *("-c", str(args.concurrency), "--per-host", str(args.concurrency)),
+            *("--no-progress", "-q", "--body", "none"),
+        ]
+        plain = {**os.environ, "PYTHONPATH": str(_plain_copy(Path(tmp) / "plain"))}
         commands = {
-            "bare callback client": [sys.executable, str(HERE), "--client", str(urls), str(out)],
-            "asyncfetch CLI": [
-                *(sys.executable, "-m", "asyncfetch", "fetch", str(urls), "-o", str(out)),
-                *("-c", str(args.concurrency), "--per-host", str(args.concurrency)),
-                *("--no-progress", "-q", "--body", "none"),
-            ],
+            "bare callback client": (
+                [sys.executable, str(HERE), "--client", str(urls), str(out)],
+                None,
+            ),
+            "asyncfetch CLI": (cli, None),
+            "CLI, plain Python": (cli, plain),
         }
         print(f"{args.n:,} requests, concurrency {args.concurrency}; {cpus.describe()}")
-        for label, argv in commands.items():
+        for label, (argv, env) in commands.items():
             best = min(
-                (_measure(cpus.wrap_client(argv), out, args.n) for _ in range(args.repeat)),
+                (_measure(cpus.wrap_client(argv), out, args.n, env) for _ in range(args.repeat)),
                 key=lambda usage: usage.wall_s,
             )
             _report(label, best, args.n)
+
+
+def _plain_copy(where: Path) -> Path:
+    """The asyncfetch package without its compiled modules (tools/native.py), for comparison."""
+    import asyncfetch
+
+    shutil.copytree(
+        Path(asyncfetch.__file__).parent,
+        where / "asyncfetch",
+        ignore=shutil.ignore_patterns("*.so"),
+    )
+    return where
 
 
 def _parse_args() -> argparse.Namespace:
@@ -73,10 +93,10 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _measure(argv: list[str], out: Path, expected: int) -> Usage:
+def _measure(argv: list[str], out: Path, expected: int, env: dict[str, str] | None) -> Usage:
     out.unlink(missing_ok=True)
     started = os.times().elapsed
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = os.times().elapsed - started
     if os.waitstatus_to_exitcode(status) != 0:
