@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .journal import MAX_LOOKUP, Journal
-from .models import InvalidInput, Request
+from .models import Item, Request
 from .recent_ids import RECENT_IDS, RecentIds
 from .sources.batching import close_iterator, flatten
 from .stats import StatsCollector
 
 T = TypeVar("T")
-Item = Request | InvalidInput
 
 
 def item_id(item: Item) -> str:

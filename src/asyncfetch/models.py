@@ -93,6 +93,10 @@ class InvalidInput:
         return "invalid-" + request_id("INVALID", f"{self.line}:{self.raw}", None)
 
 
+# What an input source yields, one per request line: a request or the reason it is none.
+Item = Request | InvalidInput
+
+
 @dataclass(slots=True)
 class Response:
     """What a transport returns for one hop (no redirect following)."""

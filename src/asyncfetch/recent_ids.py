@@ -10,9 +10,8 @@ import re
 from collections import deque
 from hashlib import blake2b
 
-from .models import InvalidInput, Request
+from .models import Item, Request
 
-Item = Request | InvalidInput
 # Without --resume: how many recent ids the repeat filter remembers. Each costs about
 # 85 bytes (a 12- or 16-byte key in a set and a deque), so 50,000 ids hold ~4 MB: measured,
 # full id strings at 100,000 grew a million-line run's peak RSS by 40%. --resume makes

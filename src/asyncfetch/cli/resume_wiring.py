@@ -18,7 +18,7 @@ from ..dedupe import drop_repeat_batches, skip_done_batches
 from ..errors import ConfigError, ResumeError
 from ..journal import Journal, journal_path
 from ..journal_rewrite import fsync_directory
-from ..models import InvalidInput, Request, RunStats
+from ..models import Item, RunStats
 from ..queues.base import ResultStore
 from ..recent_ids import RECENT_IDS
 from ..resume import ResumeReport, fingerprint, open_for_resume
@@ -28,7 +28,6 @@ from ..stats import StatsCollector
 from ..stores import JournaledStore, SinkStore
 from .job import FetchJob
 
-Item = Request | InvalidInput
 Batches = AsyncIterator[list[Item]]
 
 

@@ -15,10 +15,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
-from ..models import InvalidInput, Request
+from ..models import Item
 from .base import WorkItem
-
-Item = Request | InvalidInput
 
 
 class _NothingYet:

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from ..config import RequestDefaults
-from ..models import InvalidInput, Request
+from ..models import Item
 from .batching import flatten
 from .csv import parse_csv_batches
 from .detect import check_format, detect_format
@@ -15,7 +15,6 @@ from .jsonl import parse_jsonl_batches
 from .reader import STDIN, LineStream, check_readable, open_stream
 from .text import parse_text_batches
 
-Item = Request | InvalidInput
 BatchParser = Callable[[LineStream, RequestDefaults], AsyncGenerator[list[Item], None]]
 PARSERS: dict[str, BatchParser] = {
     "text": parse_text_batches,
