@@ -37,25 +37,19 @@ from typing import Any, TypeVar
 import orjson
 
 from .errors import OutputError
+from .journal_base import JOURNAL_SUFFIX as JOURNAL_SUFFIX
+from .journal_base import MAX_LOOKUP as MAX_LOOKUP
+from .journal_base import journal_path as journal_path
 
 T = TypeVar("T")
 
-JOURNAL_SUFFIX = ".journal"
 SCHEMA_VERSION = "1"
-# SQLite allows 32766 host parameters; lookups stay well below it.
-MAX_LOOKUP = 1000
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # WITHOUT ROWID: the id index is the table, so each id is stored once.
     "CREATE TABLE IF NOT EXISTS done"
     " (id TEXT PRIMARY KEY, ok INTEGER NOT NULL, run INTEGER NOT NULL) WITHOUT ROWID",
 )
-
-
-def journal_path(output: str | Path) -> Path:
-    """Where the journal of ``output`` lives: ``OUT.journal``, or ``output`` itself."""
-    text = str(output)
-    return Path(text if text.endswith(JOURNAL_SUFFIX) else text + JOURNAL_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)

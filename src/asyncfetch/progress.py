@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from .models import RunStats
+
+if TYPE_CHECKING:
+    # rich is imported where a bar is made: the summary helpers and a run without a
+    # display (``-q``, ``--no-progress``) should not pay for importing it.
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 Snapshot = Callable[[], RunStats]
 
@@ -105,6 +100,15 @@ class ProgressReporter:
 
 
 def _make_bar(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]asyncfetch"),
         BarColumn(),

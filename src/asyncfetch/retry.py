@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from .config import RetryPolicy
 from .errors import ErrorKind, TransportError
@@ -48,6 +47,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     # is server input, so only ASCII delta-seconds count.
     if value.isascii() and value.isdigit():
         return float(value)
+    # Imported here: the email package is a sizeable import that an HTTP-date, rare in
+    # Retry-After, is the only reason for.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

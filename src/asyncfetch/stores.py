@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from .journal import Journal
 from .models import Result
 from .queues.base import Completed
 from .sinks.base import Sink
+
+if TYPE_CHECKING:  # only JournaledStore (--resume) holds one; it would import sqlite3
+    from .journal import Journal
 
 
 class SinkStore:

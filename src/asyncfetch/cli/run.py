@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import AsyncExitStack, aclosing
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
 
 from ..config import Settings
 from ..engine import Runner
@@ -26,22 +25,26 @@ from ..queues.memory import MemoryQueue
 from ..sources.batching import Flattened
 from ..stats import StatsCollector
 from ..transport.factory import open_transport, resolve_engine
+from .console import LazyConsole, Printer
 from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .job import FetchJob
 from .resume_wiring import open_store
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def run_fetch_job(job: FetchJob, console: Console | None = None) -> int:
     """Run ``job`` to completion; return the process exit code."""
-    console = console or Console(stderr=True)
+    lazy = LazyConsole(console)  # rich is imported only if something is shown
     hint = ""
     if job.resume:
         hint = " (the journal is consistent: fix this and run the same command to resume)"
-    return run_with_exit_codes(_fetch(job, console), console, fatal_hint=hint)
+    return run_with_exit_codes(_fetch(job, lazy), lazy, fatal_hint=hint)
 
 
 def run_with_exit_codes(
-    coroutine: Coroutine[Any, Any, int], console: Console, *, fatal_hint: str = ""
+    coroutine: Coroutine[Any, Any, int], console: Printer, *, fatal_hint: str = ""
 ) -> int:
     """Run ``coroutine`` (which returns an exit code); map library errors to exit codes."""
     try:
@@ -102,7 +105,7 @@ async def _estimate_total(job: FetchJob, runner: Runner, already_done: int) -> N
     runner.stats.total = max(total - already_done, 0)
 
 
-async def _fetch(job: FetchJob, console: Console) -> int:
+async def _fetch(job: FetchJob, console: LazyConsole) -> int:
     settings = job.settings()
     job.request_defaults()  # validates -X and -H before anything starts
     engine = resolve_engine(job.engine, settings)
@@ -143,7 +146,7 @@ def check_inputs(job: FetchJob) -> None:
 
 
 async def _run_with_signals(
-    job: FetchJob, runner: Runner, console: Console, settings: Settings, already_done: int
+    job: FetchJob, runner: Runner, console: LazyConsole, settings: Settings, already_done: int
 ) -> RunStats:
     loop = asyncio.get_running_loop()
     handler = signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
@@ -154,7 +157,7 @@ async def _run_with_signals(
     if job.progress_mode != "off":
         estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
-        async with ProgressReporter(runner.stats.snapshot, console, mode=job.progress_mode):
+        async with _progress(job, runner, console):
             return await runner.run()
     finally:
         if estimator is not None:
@@ -164,8 +167,17 @@ async def _run_with_signals(
             loop.remove_signal_handler(signum)
 
 
+def _progress(
+    job: FetchJob, runner: Runner, console: LazyConsole
+) -> AbstractAsyncContextManager[object]:
+    # "off" shows nothing, so no reporter: its console would import rich for nothing.
+    if job.progress_mode == "off":
+        return nullcontext()
+    return ProgressReporter(runner.stats.snapshot, console.console, mode=job.progress_mode)
+
+
 def signal_handler(
-    runner: Runner, console: Console, grace_period: float, *, quiet: bool
+    runner: Runner, console: Printer, grace_period: float, *, quiet: bool
 ) -> Callable[[], None]:
     def on_signal() -> None:
         if not runner.stopping:
@@ -186,7 +198,7 @@ def _finish(
     job: FetchJob,
     runner: Runner,
     stats: RunStats,
-    console: Console,
+    console: Printer,
     engine: str,
     extra: dict[str, Any] | None = None,
     notes: list[str] | None = None,

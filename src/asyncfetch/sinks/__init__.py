@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .base import Sink
-from .bodies import BodyStore
-from .csv import CsvSink
 from .jsonl import JsonlSink
-from .sqlite import SqliteSink
+
+if TYPE_CHECKING:
+    from .bodies import BodyStore
+    from .csv import CsvSink
+    from .sqlite import SqliteSink
+
+# JSONL is the default output; the others (and sqlite3, csv, mimetypes behind them) are
+# imported on first use, as the package asyncfetch does with its own exports (PEP 562).
+_LAZY = {"BodyStore": ".bodies", "CsvSink": ".csv", "SqliteSink": ".sqlite"}
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -32,6 +40,15 @@ _FORMAT_BY_SUFFIX = {
     ".sqlite3": "sqlite",
     ".db": "sqlite",
 }
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def _resolve_format(path: str | None, output_format: str | None) -> str:
@@ -66,10 +83,20 @@ def open_sink(
         if chosen == "sqlite":
             raise ConfigError("sqlite output needs a file path, not stdout; e.g. -o results.db")
         if chosen == "csv":
+            from .csv import CsvSink
+
             return CsvSink.stdout(include_headers=include_headers)
         return JsonlSink.stdout()
     if chosen == "csv":
+        from .csv import CsvSink
+
         return CsvSink.open(target, include_headers=include_headers, append=append)
     if chosen == "sqlite":
+        from .sqlite import SqliteSink
+
         return SqliteSink(target, append=append)
     return JsonlSink.open(target, append=append)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

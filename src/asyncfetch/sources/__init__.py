@@ -7,14 +7,31 @@ header lacks a url column) raises :class:`~asyncfetch.errors.InputError`.
 
 from __future__ import annotations
 
-from .detect import detect_format as detect_format
-from .estimate import estimate_total as estimate_total
-from .items import iter_requests as iter_requests
-from .items import to_request as to_request
-from .source import open_source as open_source
-from .source import open_source_batches as open_source_batches
-from .spec import build_request as build_request
-from .validate import validate_url as validate_url
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .detect import detect_format as detect_format
+    from .estimate import estimate_total as estimate_total
+    from .items import iter_requests as iter_requests
+    from .items import to_request as to_request
+    from .source import open_source as open_source
+    from .source import open_source_batches as open_source_batches
+    from .spec import build_request as build_request
+    from .validate import validate_url as validate_url
+
+# Imported on first use (PEP 562): reading a URL list needs neither the CSV reader nor
+# the library's in-memory inputs, and the CLI should not import them to start.
+_LAZY = {
+    "detect_format": ".detect",
+    "estimate_total": ".estimate",
+    "iter_requests": ".items",
+    "to_request": ".items",
+    "open_source": ".source",
+    "open_source_batches": ".source",
+    "build_request": ".spec",
+    "validate_url": ".validate",
+}
 
 __all__ = [
     "build_request",
@@ -26,3 +43,16 @@ __all__ = [
     "to_request",
     "validate_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import PurePath
 
@@ -43,6 +42,8 @@ def _looks_like_csv_header(line: bytes) -> bool:
     # A URL line can contain commas ("https://x/?a=1,url"); a header never contains "://".
     if b"://" in line or b"url" not in line.lower():
         return False
+    import csv  # here: most inputs are decided by extension or first byte, without it
+
     text = line.decode("utf-8", "replace")
     try:
         header = next(csv.reader([text]), [])

@@ -9,19 +9,32 @@ from contextlib import aclosing
 from ..config import RequestDefaults
 from ..models import Item
 from .batching import flatten
-from .csv import parse_csv_batches
 from .detect import check_format, detect_format
-from .jsonl import parse_jsonl_batches
 from .reader import STDIN, LineStream, check_readable, open_stream
-from .text import parse_text_batches
 
 BatchParser = Callable[[LineStream, RequestDefaults], AsyncGenerator[list[Item], None]]
-PARSERS: dict[str, BatchParser] = {
-    "text": parse_text_batches,
-    "jsonl": parse_jsonl_batches,
-    "csv": parse_csv_batches,
-}
 NO_DEFAULTS = RequestDefaults()
+
+
+def parser_for(input_format: str) -> BatchParser:
+    """The batch parser of ``input_format`` ("text", "jsonl" or "csv").
+
+    Imported here, not at the top: an input needs one reader, and the CSV one (with the
+    csv module) costs more to import than the text one.
+    """
+    if input_format == "text":
+        from .text import parse_text_batches
+
+        return parse_text_batches
+    if input_format == "jsonl":
+        from .jsonl import parse_jsonl_batches
+
+        return parse_jsonl_batches
+    if input_format == "csv":
+        from .csv import parse_csv_batches
+
+        return parse_csv_batches
+    raise KeyError(input_format)
 
 
 def open_source(
@@ -72,7 +85,7 @@ async def _read(
     try:
         if input_format is None:
             input_format = detect_format(path, await stream.first_candidate())
-        async with aclosing(PARSERS[input_format](stream, defaults)) as batches:
+        async with aclosing(parser_for(input_format)(stream, defaults)) as batches:
             async for batch in batches:
                 yield batch
     finally:

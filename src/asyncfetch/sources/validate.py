@@ -26,8 +26,10 @@ _FORBIDDEN_IN_HEADER_VALUE = re.compile(r"[\r\n\x00]")
 # RFC 3986 section 3.2: userinfo and host hold unreserved characters, sub-delims, ":",
 # %-escapes and (as IRIs) non-ASCII. The rest ('"', "<", "[", "\\", "^", "|"...) no HTTP
 # client sends, and a line that has them must become invalid_input here, not a transport
-# failure later.
-_BAD_IN_AUTHORITY = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=%:@\x80-\U0010ffff]")
+# failure later. Spelled as the ASCII characters left out (controls, space, '"#/<>?[\]^`{|}'
+# and DEL): the same set as the complement [^A-Za-z0-9\-._~!$&'()*+,;=%:@\x80-\U0010ffff],
+# which took re about 5 ms to compile, on every start of every run.
+_BAD_IN_AUTHORITY = re.compile(r"[\x00-\x20\"#/<>?\[-^`{-}\x7f]")
 
 
 def validate_url(url: str) -> str:
