@@ -9,6 +9,7 @@ are held to the same records in every run.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import os
 import shutil
@@ -59,6 +60,57 @@ def test_a_cause_survives_compilation(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot open input") as info:
         check_readable(tmp_path / "missing.txt")
     assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+def _written_out_inits() -> list[type]:
+    """Dataclasses of compiled modules that write their own __init__ (``init=False``)."""
+    classes = []
+    for name in NATIVE_MODULES:
+        for value in vars(importlib.import_module(name)).values():
+            if (
+                isinstance(value, type)
+                and value.__module__ == name
+                and dataclasses.is_dataclass(value)
+                and not value.__dataclass_params__.init  # type: ignore[attr-defined]
+            ):
+                classes.append(value)
+    return classes
+
+
+WRITTEN_OUT = _written_out_inits()
+
+
+def test_the_per_request_classes_write_their_init_out() -> None:
+    names = {cls.__name__ for cls in WRITTEN_OUT}
+    assert {"Request", "Response", "Result", "Timings", "Clock", "WorkItem"} <= names
+
+
+def _init_of(cls: type) -> ast.FunctionDef:
+    # Read from the source: a compiled function's signature is only ``*args, **kwargs``.
+    tree = ast.parse(_source(cls.__module__).read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    return next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+
+
+@pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
+def test_a_written_out_init_takes_exactly_the_fields(cls: type) -> None:
+    # What the dataclass would have generated: every field, in order, with its default,
+    # each stored under its own name.
+    fields = dataclasses.fields(cls)
+    init = _init_of(cls)
+    names = [argument.arg for argument in init.args.args[1:]]
+    assert names == [field.name for field in fields]
+    defaults = [ast.literal_eval(default) for default in init.args.defaults]
+    assert defaults == [f.default for f in fields if f.default is not dataclasses.MISSING]
+    assert len(defaults) == sum(f.default is not dataclasses.MISSING for f in fields)
+    stored = [
+        (target.attr, statement.value.id)
+        for statement in init.body
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Name)
+        for target in statement.targets
+        if isinstance(target, ast.Attribute)
+    ]
+    assert stored == [(name, name) for name in names]
 
 
 @pytest.mark.slow

@@ -25,13 +25,19 @@ SaveBody = Callable[[Request, Response], Awaitable[str]]
 Outcome = Response | TransportError
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Clock:
     """When a request started, for its record's timings."""
 
     started: float  # perf_counter
     started_at: str  # wall clock, ISO 8601
     queued_ms: float
+
+    # Written out for the reason given in models.py: compiled, it is native code.
+    def __init__(self, started: float, started_at: str, queued_ms: float) -> None:
+        self.started = started
+        self.started_at = started_at
+        self.queued_ms = queued_ms
 
     @classmethod
     def start(cls, enqueued_at: float | None) -> Clock:

@@ -15,7 +15,7 @@ from typing import Protocol
 from ..models import InvalidInput, Request, Result
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class WorkItem:
     """One unit of work. ``token`` is the queue's own handle (a Redis entry id, say)."""
 
@@ -23,6 +23,19 @@ class WorkItem:
     enqueued_at: float
     token: str | None = None
     deliveries: int = 1
+
+    # Written out for the reason given in models.py: compiled, it is native code.
+    def __init__(
+        self,
+        request: Request | InvalidInput,
+        enqueued_at: float,
+        token: str | None = None,
+        deliveries: int = 1,
+    ) -> None:
+        self.request = request
+        self.enqueued_at = enqueued_at
+        self.token = token
+        self.deliveries = deliveries
 
 
 class WorkQueue(Protocol):
