@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncfetch.config import BodyPolicy
+from asyncfetch.executor import _three_places
 from asyncfetch.models import (
     BodyField,
     ErrorInfo,
@@ -432,6 +433,23 @@ def test_utc_now_iso_is_the_current_millisecond() -> None:
         seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(after // 1000))
         latest = f"{seconds}.{after % 1000:03d}Z"
         assert earliest <= stamp <= latest
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=0.0, max_value=1e9, allow_nan=False))
+def test_timings_are_rounded_to_the_microsecond(duration_ms: float) -> None:
+    rounded = _three_places(duration_ms)
+    assert abs(rounded - duration_ms) <= 0.0005 + 1e-9 * duration_ms
+    # round()'s result, except at a half that the multiplication by 1000 moved.
+    scaled = duration_ms * 1000
+    if abs(scaled - math.floor(scaled) - 0.5) > 4 * math.ulp(scaled):
+        assert rounded == round(duration_ms, 3)
+
+
+@pytest.mark.parametrize("odd", [-1.23456, math.inf, math.nan, 1e300])
+def test_odd_timings_are_rounded_as_round_does(odd: float) -> None:
+    rounded = _three_places(odd)
+    assert rounded == round(odd, 3) or (math.isnan(odd) and math.isnan(rounded))
 
 
 # --- hypothesis: the fast encodings against a copy of the earlier implementation -------
