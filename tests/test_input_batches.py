@@ -339,6 +339,7 @@ def test_recent_ids_new_items_is_add_for_each_item(names: list[str], size: int) 
 def test_recent_ids_tell_apart_ids_that_differ_only_in_case() -> None:
     derived = request_id("GET", "http://h/", None)
     lookalikes = [derived, derived.upper(), derived[:-1] + "g", derived + "0", "x" * 24]
+    lookalikes.append(" ".join(derived[n : n + 2] for n in range(0, 16, 2)) + " ")
     recent = RecentIds()
     assert all(recent.add(request_id) for request_id in lookalikes)
     assert not any(recent.add(request_id) for request_id in lookalikes)

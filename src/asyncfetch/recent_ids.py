@@ -6,7 +6,6 @@ every input line, and dedupe's async generators are beyond mypyc.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from hashlib import blake2b
 
@@ -19,15 +18,27 @@ from .models import Item, Request
 RECENT_IDS = 50_000
 
 
-# Derived ids (models.request_id) are 24 lower-case hex digits: a hash already.
-_DERIVED_ID = re.compile(r"[0-9a-f]{24}")
-
-
 def _id_key(request_id: str) -> bytes:
     """A short fixed-size key standing for ``request_id`` (distinct ids, distinct keys)."""
-    if len(request_id) == 24 and _DERIVED_ID.fullmatch(request_id):
-        return bytes.fromhex(request_id)  # 12 bytes, so never equal to a 16-byte digest
+    if len(request_id) == 24:
+        key = _derived_key(request_id)
+        if key is not None:
+            return key  # 12 bytes, so never equal to a 16-byte digest
     return _digest(request_id)
+
+
+def _derived_key(request_id: str) -> bytes | None:
+    """The 12 bytes of a derived id (models.request_id: 24 lower-case hex digits, a hash
+    already), or None for any other 24-character id.
+
+    The round trip through hex() takes exactly the lower-case form (fromhex also reads
+    upper case and spaces); it costs half of a regular expression's fullmatch.
+    """
+    try:
+        key = bytes.fromhex(request_id)
+    except ValueError:
+        return None
+    return key if key.hex() == request_id else None
 
 
 def _digest(request_id: str) -> bytes:
@@ -66,13 +77,11 @@ class RecentIds:
         (calling ``_id_key`` per item measured 2.8 -> 3.0 µs a line in input_path.py).
         """
         seen, order, capacity = self._seen, self._order, self._capacity
-        derived, fromhex = _DERIVED_ID.fullmatch, bytes.fromhex
         kept: list[Item] = []
         for item in batch:
             request_id = item.id if isinstance(item, Request) else item.record_id
-            if len(request_id) == 24 and derived(request_id):
-                key = fromhex(request_id)
-            else:
+            key = _derived_key(request_id) if len(request_id) == 24 else None
+            if key is None:
                 key = _digest(request_id)
             if key not in seen:
                 seen.add(key)
