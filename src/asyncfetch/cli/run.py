@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..collector import fewer_collections
 from ..config import Settings
 from ..engine import Runner
 from ..errors import ConfigError, InputError, OutputError, QueueError, ResumeError
@@ -48,7 +49,8 @@ def run_with_exit_codes(
 ) -> int:
     """Run ``coroutine`` (which returns an exit code); map library errors to exit codes."""
     try:
-        return run_coroutine(coroutine)
+        with fewer_collections():
+            return run_coroutine(coroutine)
     except (ConfigError, InputError, ResumeError) as error:
         console.print(f"asyncfetch: {error}", highlight=False, markup=False)
         return EXIT_USAGE
