@@ -7,12 +7,13 @@ import csv
 import hashlib
 import signal
 import sqlite3
+import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
-from .cli_helpers import read_jsonl, run_cli, start_cli
+from .cli_helpers import cli_env, read_jsonl, run_cli, start_cli
 from .recording_server import RecordingServer
 
 
@@ -155,3 +156,26 @@ async def test_sigint_stops_cleanly_with_valid_output(
         # Drained: every request the server saw got its record, none was dropped.
         assert len(records) == len(server.recorder.requests)
     assert all(record["ok"] for record in records)
+
+
+async def test_a_quiet_run_to_jsonl_leaves_the_heavy_modules_unloaded(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    # Start-up is a visible share of a short run: rich, the journal's SQLite, the CSV
+    # reader and writer and the email package are loaded only by runs that use them.
+    source = write_lines(tmp_path / "urls.txt", [server.url("/ok")])
+    out = tmp_path / "out.jsonl"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-X", "importtime", "-m", "asyncfetch", "fetch", str(source)),
+        *("-o", str(out), "-q", "--no-progress"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in stderr.decode().splitlines()}
+    assert "asyncfetch.engine" in loaded  # the log is what we think it is
+    heavy = {"rich", "sqlite3", "csv", "email", "asyncfetch.journal", "asyncfetch.sinks.csv"}
+    assert loaded & heavy == set()
+    assert read_jsonl(out)[0]["ok"]
