@@ -158,6 +158,28 @@ async def test_sigint_stops_cleanly_with_valid_output(
     assert all(record["ok"] for record in records)
 
 
+async def test_sigint_while_reading_an_open_stdin_exits_130(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    # The input thread is blocked reading a pipe nobody closes when Ctrl-C arrives.
+    out = tmp_path / "out.jsonl"
+    process = await start_cli("fetch", "-", "-o", str(out), "-q", stdin=b"")
+    assert process.stdin is not None and process.stderr is not None
+    urls = [server.url(f"/ok?n={n}") for n in range(5)]
+    process.stdin.write("".join(url + "\n" for url in urls).encode())
+    await process.stdin.drain()
+    while server.recorder.hits("/ok") < len(urls):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # the records are written; the reader waits for more
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.wait(), 30)
+    stderr = (await process.stderr.read()).decode()
+    process.stdin.close()
+    assert process.returncode == 130, stderr
+    assert "Fatal Python error" not in stderr and "Traceback" not in stderr
+    assert sorted(record["url"] for record in read_jsonl(out)) == sorted(urls)
+
+
 async def test_a_quiet_run_to_jsonl_leaves_the_heavy_modules_unloaded(
     server: RecordingServer, tmp_path: Path
 ) -> None:

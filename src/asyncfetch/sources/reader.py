@@ -266,7 +266,7 @@ async def open_stream(path: str | os.PathLike[str]) -> LineStream:
     if name == STDIN:
         if sys.stdin is None:
             raise InputError("stdin is not available in this process")
-        return LineStream(sys.stdin.buffer, name="stdin", close=False)
+        return _stdin_stream()
     info = check_readable(name)
     try:
         if stat.S_ISREG(info.st_mode):
@@ -277,6 +277,23 @@ async def open_stream(path: str | os.PathLike[str]) -> LineStream:
     except OSError as exc:
         raise caused_by(InputError(f"cannot open input {name!r}: {exc.strerror or exc}"), exc)
     return LineStream(file, name=repr(name), close=True)
+
+
+def _stdin_stream() -> LineStream:
+    """stdin through a file of our own, on a duplicate of its descriptor, unbuffered.
+
+    A pipe or terminal is read in a daemon thread (:func:`run_detached`) that may still
+    be blocked in a read when the process exits after Ctrl-C. Reading ``sys.stdin.buffer``
+    there left its lock held, and the interpreter's own flush of stdin at exit then
+    aborted the process ("Fatal Python error: _enter_buffered_busy", exit 134 for 130).
+    A raw file has no such lock, and sys.stdin is never touched.
+    """
+    try:
+        descriptor = os.dup(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):
+        # No descriptor behind sys.stdin (replaced by an in-memory file): read it as is.
+        return LineStream(sys.stdin.buffer, name="stdin", close=False)
+    return LineStream(open(descriptor, "rb", buffering=0), name="stdin", close=True)
 
 
 def _open_binary(name: str) -> BinaryIO:
