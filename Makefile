@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
-LINTED := $(wildcard src tests benchmarks tools)
+LINTED := $(wildcard src tests benchmarks tools hatch_build.py)
 # NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
 NATIVE ?= 1
 
