@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gzip
 import json
+import random
 import socket
 import ssl
 import struct
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httptools
 import pytest
 import trustme
 import uvloop
@@ -785,3 +787,83 @@ def test_on_uvloop() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert isinstance(runner.get_loop(), uvloop.Loop)
         runner.run(_uvloop_scenario())
+
+
+# --- header fields: read from the raw head, exactly as llhttp reports them --------------
+
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Field-value bytes llhttp accepts: visible ASCII, obs-text, and SP/HTAB inside or around.
+_VALUE_CHARS = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0x100)) + b"  \t"
+
+
+def _random_head(rng: random.Random) -> bytes:
+    fields = []
+    for _ in range(rng.randrange(0, 12)):
+        name = bytes(rng.choice(_TOKEN_CHARS) for _ in range(rng.randrange(1, 16)))
+        if rng.random() < 0.15:
+            name = rng.choice([b"Content-Type", b"content-encoding", b"Content-Length"])
+            if name != b"Content-Type":
+                continue  # framing headers change the body: covered elsewhere
+        value = bytes(rng.choice(_VALUE_CHARS) for _ in range(rng.randrange(0, 40)))
+        separator = rng.choice([b":", b": ", b":\t", b":  \t "])
+        fields.append(name + separator + value + b"\r\n")
+    reason = rng.choice([b" OK", b" Fine Thanks", b"", b" "])
+    head = b"HTTP/1.1 200" + reason + b"\r\n" + b"".join(fields) + b"Content-Length: 2\r\n\r\n"
+    if rng.random() < 0.2:
+        head = b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n" + head
+    if rng.random() < 0.1:
+        head = b"\r\n" + head
+    return head + b"ok"
+
+
+def _llhttp_reports(response: bytes) -> tuple[tuple[str, str], ...]:
+    """The final response's fields as httptools' on_header callback gives them, decoded
+    the way the transport decodes them (UTF-8, Latin-1 for anything else)."""
+    fields: list[tuple[str, str]] = []
+
+    class Recorder:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            try:
+                text = value.decode()
+            except UnicodeDecodeError:
+                text = value.decode("latin-1")
+            fields.append((name.decode("latin-1"), text))
+
+        def on_headers_complete(self) -> None:
+            if parser.get_status_code() < 200:
+                fields.clear()
+
+    parser = httptools.HttpResponseParser(Recorder())
+    parser.feed_data(response)
+    return tuple(fields)
+
+
+async def test_header_fields_are_those_llhttp_reports(
+    raw_server: RawServerFactory, transport: FastTransport
+) -> None:
+    rng = random.Random(20261124)
+    current: list[bytes] = [b""]
+
+    async def in_pieces(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_head(reader)
+            response = current[0]
+            cuts = sorted(rng.sample(range(1, len(response)), k=min(3, len(response) - 1)))
+            for begin, end in zip([0, *cuts], [*cuts, len(response)], strict=True):
+                writer.write(response[begin:end])
+                await writer.drain()
+                if rng.random() < 0.3:
+                    await asyncio.sleep(0.002)  # a separate read on the other side
+
+    server = await raw_server(in_pieces)
+    for _ in range(300):
+        current[0] = _random_head(rng)
+        response = await get(transport, server.url)
+        reported = _llhttp_reports(current[0])
+        # One field read from the raw section, as the record path does, then all of them.
+        for name in {name for name, _ in reported} | {"Content-Type", "Absent"}:
+            asked = rng.choice([name, name.lower(), name.upper()])
+            first = next((v for n, v in reported if n.lower() == name.lower()), None)
+            assert response.header(asked) == first, (asked, current[0])
+        assert response.headers == reported, current[0]
+        assert response.body == b"ok"
