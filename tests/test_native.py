@@ -15,19 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
 
 import asyncfetch
 
-ROOT = Path(__file__).resolve().parent.parent
-SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
-NATIVE_MODULES: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"][
-    "asyncfetch"
-]["native"]["modules"]
+from .native_build import NATIVE_MODULES, ROOT, SUFFIX
+
 EXPECT_NATIVE = os.environ.get("ASYNCFETCH_EXPECT_NATIVE")
 
 

@@ -12,21 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from .cli_helpers import read_jsonl
+from .native_build import NATIVE_MODULES, ROOT, SUFFIX
 from .recording_server import RecordingServer
-
-ROOT = Path(__file__).resolve().parent.parent
-SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
-NATIVE_MODULES: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"][
-    "asyncfetch"
-]["native"]["modules"]
 
 
 def _checkout_copy(where: Path) -> Path:
