@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 import asyncfetch
 
-from .native_build import NATIVE_MODULES, ROOT, SUFFIX
+from .native_build import C_MODULES, NATIVE_MODULES, ROOT, SUFFIX
 
 EXPECT_NATIVE = os.environ.get("ASYNCFETCH_EXPECT_NATIVE")
 
@@ -46,6 +47,13 @@ def test_the_suite_runs_the_build_make_asked_for() -> None:
     compiled = sorted(name for name, path in files.items() if path.endswith(SUFFIX))
     expected = NATIVE_MODULES if EXPECT_NATIVE == "1" else []
     assert compiled == sorted(expected)
+    assert sorted(name for name in C_MODULES if importlib.util.find_spec(name)) == sorted(
+        C_MODULES if EXPECT_NATIVE == "1" else []
+    )
+    # The fast transport found the one-pass parse, or knows it has to do without.
+    from asyncfetch.transport import fast_conn
+
+    assert (fast_conn._WHOLE_RESPONSE is not None) == (EXPECT_NATIVE == "1")
 
 
 def test_a_cause_survives_compilation(tmp_path: Path) -> None:

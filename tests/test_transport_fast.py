@@ -867,3 +867,85 @@ async def test_header_fields_are_those_llhttp_reports(
             assert response.header(asked) == first, (asked, current[0])
         assert response.headers == reported, current[0]
         assert response.body == b"ok"
+
+
+# --- whole responses in one read: the one-pass parse (whole_response.c) ------------------
+
+
+def _one_write_response(rng: random.Random) -> bytes:
+    """A response of the kind that arrives in one read: random fields, sometimes gzip."""
+    body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+    fields = [
+        bytes(rng.choice(_TOKEN_CHARS) for _ in range(rng.randrange(1, 12)))
+        + b": "
+        + (bytes(rng.choice(_VALUE_CHARS) for _ in range(rng.randrange(1, 30))).strip() or b"v")
+        + b"\r\n"
+        for _ in range(rng.randrange(0, 10))
+    ]
+    if rng.random() < 0.3:
+        body = gzip.compress(body)
+        fields.append(b"Content-Encoding: gzip\r\n")
+    if rng.random() < 0.2:
+        fields.append(b"Connection: close\r\n")
+    fields.insert(rng.randrange(len(fields) + 1), b"Content-Length: %d\r\n" % len(body))
+    version = rng.choice([b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0"])
+    return version + b" 200 OK\r\n" + b"".join(fields) + b"\r\n" + body
+
+
+async def test_whole_responses_read_at_once_are_what_llhttp_reports(
+    raw_server: RawServerFactory, transport: FastTransport
+) -> None:
+    rng = random.Random(11)
+    current: list[bytes] = [b""]
+    connections: list[int] = []
+
+    async def at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:
+            await read_head(reader)
+            writer.write(current[0])  # one write: the client reads it in one piece
+            await writer.drain()
+            if not llhttp_keeps_alive(current[0]):
+                writer.close()
+                return
+
+    server = await raw_server(at_once)
+    closed_before_last = 0
+    for i in range(200):
+        current[0] = _one_write_response(rng)
+        response = await get(transport, server.url)
+        assert response.headers == _llhttp_reports(current[0]), current[0]
+        assert response.body == _llhttp_body(current[0])
+        if i < 199:
+            closed_before_last += not llhttp_keeps_alive(current[0])
+    # Kept-alive connections were reused, closed ones were not: the same decision llhttp makes.
+    assert len(connections) == 1 + closed_before_last
+
+
+def llhttp_keeps_alive(response: bytes) -> bool:
+    kept: list[bool] = []
+
+    class Recorder:
+        def on_headers_complete(self) -> None:
+            kept.append(parser.should_keep_alive())
+
+    parser = httptools.HttpResponseParser(Recorder())
+    parser.feed_data(response)
+    return kept[0]
+
+
+def _llhttp_body(response: bytes) -> bytes:
+    """The body llhttp frames, decoded as the transport decodes gzip."""
+    chunks: list[bytes] = []
+    encoded: list[bool] = []
+
+    class Recorder:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            encoded.append(name.lower() == b"content-encoding" and value == b"gzip")
+
+        def on_body(self, body: bytes) -> None:
+            chunks.append(body)
+
+    httptools.HttpResponseParser(Recorder()).feed_data(response)
+    body = b"".join(chunks)
+    return gzip.decompress(body) if any(encoded) else body

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .cli_helpers import read_jsonl
-from .native_build import NATIVE_MODULES, ROOT, SUFFIX
+from .native_build import C_MODULES, NATIVE_MODULES, ROOT, SUFFIX
 from .recording_server import RecordingServer
 
 
@@ -54,7 +54,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_carries_every_compiled_module_and_a_platform_tag(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    wanted = {name.replace(".", "/") + SUFFIX for name in NATIVE_MODULES}
+    wanted = {name.replace(".", "/") + SUFFIX for name in [*NATIVE_MODULES, *C_MODULES]}
     wanted.add("asyncfetch/_native__mypyc" + SUFFIX)
     assert wanted - names == set()
     assert "asyncfetch/lane.py" in names  # the sources stay beside them

@@ -3,8 +3,10 @@
 The modules named in ``[tool.asyncfetch.native] modules`` of pyproject.toml are typed
 Python that mypyc turns into C extensions; Python imports an extension in preference to
 the ``.py`` beside it, so the package runs compiled wherever the build succeeded and
-as plain Python elsewhere, from the same sources. ``docs/benchmarks.md`` has the
-measurement that earns this step its place.
+as plain Python elsewhere, from the same sources. Those named in ``c_modules`` are
+written in C (a ``.c`` file each) and are optional: the code that imports one has a
+Python path for when it is missing. ``docs/benchmarks.md`` has the measurements that
+earn this step its place.
 
     python tools/native.py build [--required]   # compile (again, if a source changed)
     python tools/native.py clean                # remove the compiled modules
@@ -53,7 +55,9 @@ def stale(modules: list[Module]) -> list[Path]:
     if not built:
         return []
     oldest = min(built)
-    return sorted(p for p in (SRC / "asyncfetch").rglob("*.py") if p.stat().st_mtime > oldest)
+    package = SRC / "asyncfetch"
+    sources = [*package.rglob("*.py"), *package.rglob("*.c")]
+    return sorted(p for p in sources if p.stat().st_mtime > oldest)
 
 
 def main() -> int:
@@ -72,8 +76,15 @@ def main() -> int:
 
 def configured_modules() -> list[Module]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    names: list[str] = config["tool"]["asyncfetch"]["native"]["modules"]
-    return [Module(SRC / (name.replace(".", "/") + ".py")) for name in names]
+    native = config["tool"]["asyncfetch"]["native"]
+    return [
+        *(Module(_path(name, ".py")) for name in native["modules"]),
+        *(Module(_path(name, ".c")) for name in native["c_modules"]),
+    ]
+
+
+def _path(module: str, suffix: str) -> Path:
+    return SRC / (module.replace(".", "/") + suffix)
 
 
 def runtime_library() -> Path:
@@ -108,16 +119,24 @@ def build(modules: list[Module], *, required: bool) -> int:
         print(log.getvalue()[-4000:], file=sys.stderr)
         print(f"native build failed ({error!r}); asyncfetch stays pure Python", file=sys.stderr)
         return 1 if required else 0
-    print(f"compiled {len(modules)} modules with mypyc")
+    print(f"compiled {len(modules)} modules (mypyc and C)")
     return 0
 
 
 def _compile(modules: list[Module]) -> None:
     # Imported here so that `clean` and `status` need neither mypy nor setuptools.
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Extension, setup
 
-    paths = [str(module.source.relative_to(SRC)) for module in modules]
+    paths = [str(m.source.relative_to(SRC)) for m in modules if m.source.suffix == ".py"]
+    c_extensions = [
+        Extension(
+            ".".join(m.source.relative_to(SRC).with_suffix("").parts),
+            [str(m.source.relative_to(SRC))],
+        )
+        for m in modules
+        if m.source.suffix == ".c"
+    ]
     previous = Path.cwd()
     os.chdir(SRC)  # mypyc names each module after its path relative to the working directory
     try:
@@ -134,7 +153,7 @@ def _compile(modules: list[Module]) -> None:
             )
             setup(
                 name="asyncfetch-native",
-                ext_modules=extensions,
+                ext_modules=[*extensions, *c_extensions],
                 script_args=[
                     *("build_ext", "--inplace"),
                     *("--build-temp", str(Path(scratch) / "o")),

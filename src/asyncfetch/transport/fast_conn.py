@@ -27,6 +27,26 @@ from ..errors import (
 )
 from .fast_codec import BodyDecoder, make_decoder
 
+WholeResponse = Callable[
+    [bytes, int, int, int], tuple[int, bool, list[tuple[str, str]], bytes | None, bytes] | None
+]
+
+
+def _load_whole_response() -> WholeResponse | None:
+    """The C one-pass parse of a simple, complete response (whole_response.c), if built.
+
+    Without it (a pure-Python install) llhttp parses every response, as it parses the
+    unusual ones anyway.
+    """
+    try:
+        from .whole_response import whole_response
+    except ImportError:
+        return None
+    return whole_response
+
+
+_WHOLE_RESPONSE: Final = _load_whole_response()
+
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_HEADER_COUNT: Final = 500
 # Above this a body is written separately rather than copied onto the request head.
@@ -299,6 +319,13 @@ class Connection(asyncio.Protocol):
             # Bytes nobody asked for (late body, stray response): the stream is desynced.
             self.abort()
             return
+        parse_whole = _WHOLE_RESPONSE
+        if parse_whole is not None and not self._got_bytes and not self._is_head:
+            whole = parse_whole(data, self._max_body, MAX_HEADER_BYTES, MAX_HEADER_COUNT)
+            if whole is not None:
+                self._got_bytes = True
+                self._take_whole(*whole)
+                return
         self._got_bytes = True
         if self._read_timeout is not None:
             self._deadline = self._loop.time() + self._read_timeout
@@ -313,6 +340,31 @@ class Connection(asyncio.Protocol):
             self._feeding = False
         if not self._headers_done and self._state == _ACTIVE:
             self._check_header_bytes(len(data))
+        if self._state == _DONE:
+            self._notify()
+
+    def _take_whole(
+        self,
+        status: int,
+        keep_alive: bool,
+        headers: list[tuple[str, str]],
+        encoding: bytes | None,
+        body: bytes,
+    ) -> None:
+        """A whole response parsed in one pass: what llhttp's callbacks would have done."""
+        self._headers = headers
+        self._encoding = encoding
+        self._headers_complete(status, keep_alive)
+        # Its Content-Length is within max_body and framed the body exactly (checked in C).
+        self._choose_decoder()
+        try:
+            if body:
+                self.on_body(body)
+        except _StopParsing:
+            self.keep_alive = False  # as after llhttp stopped on the same error
+            return
+        if self._state == _ACTIVE:
+            self._finish_message()
         if self._state == _DONE:
             self._notify()
 
@@ -401,14 +453,17 @@ class Connection(asyncio.Protocol):
         if status < 200 and status != 101:
             self._reset_headers()  # 1xx informational: the real response follows
             return
-        self.status = status
-        self._headers_done = True
-        self.headers_at = self._loop.time()
-        self.keep_alive = self._parser.should_keep_alive()
+        self._headers_complete(status, self._parser.should_keep_alive())
         if self._is_head:
             self._finish(None)
             raise _StopParsing()  # llhttp would wait for a body a HEAD response never has
         self._prepare_body(status)
+
+    def _headers_complete(self, status: int, keep_alive: bool) -> None:
+        self.status = status
+        self._headers_done = True
+        self.headers_at = self._loop.time()
+        self.keep_alive = keep_alive
 
     def _reset_headers(self) -> None:
         self._headers.clear()
@@ -425,6 +480,9 @@ class Connection(asyncio.Protocol):
             )
         # Neither Content-Length nor chunked: the body runs until the server closes.
         self._until_close = length is None and not self._parser_is_chunked()
+        self._choose_decoder()
+
+    def _choose_decoder(self) -> None:
         if self._encoding is not None:
             self._decoder = make_decoder(self._encoding, self._max_body)
 
