@@ -201,3 +201,23 @@ async def test_a_quiet_run_to_jsonl_leaves_the_heavy_modules_unloaded(
     heavy = {"rich", "sqlite3", "csv", "email", "asyncfetch.journal", "asyncfetch.sinks.csv"}
     assert loaded & heavy == set()
     assert read_jsonl(out)[0]["ok"]
+
+
+@pytest.mark.parametrize("engine", ["fast", "aiohttp"])
+async def test_timings_have_sub_millisecond_resolution_and_add_up(
+    server: RecordingServer, tmp_path: Path, engine: str
+) -> None:
+    # uvloop's loop.time() is milliseconds cached per loop turn: timings taken from it came
+    # out as whole milliseconds, and a time to first byte longer than the whole request.
+    urls = [server.url(f"/delay/2?n={n}") for n in range(100)]
+    source = write_lines(tmp_path / "urls.txt", urls)
+    out = tmp_path / "out.jsonl"
+    done = await run_cli("fetch", str(source), "-o", str(out), "-q", "-c", "8", "--engine", engine)
+    assert done.code == 0, done.stderr
+    timings = [record["timings"] for record in read_jsonl(out)]
+    assert len(timings) == 100
+    for t in timings:
+        assert isinstance(t, dict)
+        assert 2.0 <= t["ttfb_ms"] <= t["total_ms"], t
+        assert t["connect_ms"] is None or t["connect_ms"] <= t["ttfb_ms"], t
+    assert any(t["ttfb_ms"] != int(t["ttfb_ms"]) for t in timings if isinstance(t, dict))

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import TracebackType
@@ -215,7 +216,7 @@ class FastTransport:
         if self._closed:
             raise CancelledRequestError("the transport is closed")
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = time.perf_counter()  # the clock of Connection.headers_at
         where = route(request.url)
         head = self._encode_head(request, where)
         pool = self._pools.get(where.origin.key) or self._add_pool(where.origin, loop)

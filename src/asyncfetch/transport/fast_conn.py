@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
@@ -217,8 +218,10 @@ class Connection(asyncio.Protocol):
         self._begin(is_head, max_body)
         self._state = _ACTIVE
         self._on_done = on_done
-        self.sent_at = now = self._loop.time()
-        self._arm_timer(now, read_timeout, total_timeout)
+        # Timings come from perf_counter: uvloop's loop.time() is whole milliseconds,
+        # cached per loop turn, fine for deadlines but not for a record's ttfb_ms.
+        self.sent_at = time.perf_counter()
+        self._arm_timer(self._loop.time(), read_timeout, total_timeout)
         self._write(transport, head, body)
 
     async def exchange(
@@ -462,7 +465,7 @@ class Connection(asyncio.Protocol):
     def _headers_complete(self, status: int, keep_alive: bool) -> None:
         self.status = status
         self._headers_done = True
-        self.headers_at = self._loop.time()
+        self.headers_at = time.perf_counter()
         self.keep_alive = keep_alive
 
     def _reset_headers(self) -> None:

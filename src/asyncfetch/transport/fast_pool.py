@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -147,7 +148,7 @@ class HostPool:
 
     async def _open(self, connect_timeout: float | None) -> tuple[Connection, float]:
         # The caller already holds the slot; give it back if opening fails or is cancelled.
-        start = self._loop.time()
+        start = time.perf_counter()
         try:
             if self._closed:  # e.g. a retry racing the transport's aclose()
                 raise ConnectError("the transport was closed", may_have_been_sent=False)
@@ -157,7 +158,7 @@ class HostPool:
             raise
         conn.on_idle_lost = self.on_idle_lost
         conn.pool = self
-        return conn, (self._loop.time() - start) * 1000.0
+        return conn, (time.perf_counter() - start) * 1000.0
 
     async def _wait(self) -> Connection | None:
         waiter: asyncio.Future[Connection | None] = self._loop.create_future()
