@@ -6,12 +6,13 @@ Shared by every sink so the formats agree on what a record holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 import orjson
 
 from ..models import Result
+from ..optional_c import optional_c_function
 
 FlatValue = str | int | float | None
 
@@ -39,6 +40,12 @@ _BODY_KEYS = ("body", "body_b64", "path")
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 _NEWLINE_OPTION = orjson.OPT_APPEND_NEWLINE
 _orjson_dumps = orjson.dumps
+
+# Appends a record's JSON line from its fields, as orjson would write it (record_json.c);
+# False, with the buffer untouched, where it leaves the record to orjson.
+_APPEND_RECORD: Final[Callable[..., bool] | None] = optional_c_function(
+    "asyncfetch.sinks.record_json", "append_record"
+)
 
 
 def flat_columns(*, include_headers: bool) -> tuple[str, ...]:
@@ -87,13 +94,51 @@ def encode_lines_into(buffer: bytearray, results: Iterable[Result]) -> None:
     objects until a join made the allocator give memory back to the system and take it
     again for every batch, which cost more than the encoding itself.
     """
+    append_record = _APPEND_RECORD
     for result in results:
+        if (
+            append_record is not None
+            and result.headers is None
+            and result.meta is None
+            and _append_fields(append_record, buffer, result)
+        ):
+            continue
         record = result.to_record()
         try:
             line = _orjson_dumps(record, default=_json_default, option=_NEWLINE_OPTION)
         except orjson.JSONEncodeError:
             line = _dumps_slow(record, newline=True)
         buffer += line
+
+
+def _append_fields(append_record: Callable[..., bool], buffer: bytearray, result: Result) -> bool:
+    """The C writer's arguments: the record's fields in schema order, nested ones spread."""
+    error = result.error
+    timings = result.timings
+    body = result.body
+    return append_record(
+        buffer,
+        result.id,
+        result.line,
+        result.method,
+        result.url,
+        result.final_url,
+        result.status,
+        result.ok,
+        None if error is None else error.kind,
+        None if error is None else error.message,
+        result.attempts,
+        timings.queued_ms,
+        timings.connect_ms,
+        timings.ttfb_ms,
+        timings.total_ms,
+        result.bytes,
+        result.sha256,
+        result.content_type,
+        None if body is None else body.key,
+        None if body is None else body.value,
+        result.started_at,
+    )
 
 
 def _dumps_slow(value: Any, *, newline: bool) -> bytes:

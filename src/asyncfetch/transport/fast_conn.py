@@ -26,27 +26,17 @@ from ..errors import (
     TransportError,
     caused_by,
 )
+from ..optional_c import optional_c_function
 from .fast_codec import BodyDecoder, make_decoder
 
 WholeResponse = Callable[
     [bytes, int, int, int], tuple[int, bool, list[tuple[str, str]], bytes | None, bytes] | None
 ]
-
-
-def _load_whole_response() -> WholeResponse | None:
-    """The C one-pass parse of a simple, complete response (whole_response.c), if built.
-
-    Without it (a pure-Python install) llhttp parses every response, as it parses the
-    unusual ones anyway.
-    """
-    try:
-        from .whole_response import whole_response
-    except ImportError:
-        return None
-    return whole_response
-
-
-_WHOLE_RESPONSE: Final = _load_whole_response()
+# The one-pass parse of a simple, complete response (whole_response.c). Without it (a
+# pure-Python install) llhttp parses every response, as it parses the unusual ones anyway.
+_WHOLE_RESPONSE: Final[WholeResponse | None] = optional_c_function(
+    "asyncfetch.transport.whole_response", "whole_response"
+)
 
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_HEADER_COUNT: Final = 500

@@ -47,19 +47,22 @@ typedef struct {
     Py_ssize_t head_len;
 } Head;
 
-/* RFC 9110 tchar: the only bytes a field name may hold. */
-static int is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return 1;
-    }
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* Byte classes, filled once at import: RFC 9110 tchar (the only bytes of a field name)
+   and field-value bytes (VCHAR, obs-text, SP and HTAB: no other control byte, no DEL). */
+#define TCHAR 1
+#define VALUE 2
+static unsigned char byte_class[256];
 
-/* Field value bytes: VCHAR, obs-text, SP and HTAB (no other control byte, no DEL). */
-static int is_value_byte(unsigned char c)
+static void fill_byte_classes(void)
 {
-    return c == '\t' || (c >= 0x20 && c != 0x7F);
+    const char *extra_tchar = "!#$%&'*+-.^_`|~";
+    int c;
+    for (c = 0; c < 256; c++) {
+        int tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    (c != 0 && strchr(extra_tchar, c) != NULL);
+        int value = c == '\t' || (c >= 0x20 && c != 0x7F);
+        byte_class[c] = (unsigned char)((tchar ? TCHAR : 0) | (value ? VALUE : 0));
+    }
 }
 
 static int same_lower(const char *text, Py_ssize_t len, const char *lower)
@@ -177,7 +180,8 @@ static int note_field(Head *head, const Field *f)
 static Py_ssize_t field_line(const char *p, Py_ssize_t n, Field *f)
 {
     Py_ssize_t i = 0, start;
-    while (i < n && is_tchar((unsigned char)p[i])) {
+    unsigned char high;
+    while (i < n && (byte_class[(unsigned char)p[i]] & TCHAR)) {
         i++;
     }
     if (i == 0 || i >= n || p[i] != ':') {
@@ -190,13 +194,12 @@ static Py_ssize_t field_line(const char *p, Py_ssize_t n, Field *f)
         i++;
     }
     start = i;
-    f->ascii = 1;
-    while (i < n && is_value_byte((unsigned char)p[i])) {
-        if ((unsigned char)p[i] > 0x7F) {
-            f->ascii = 0;
-        }
+    high = 0;
+    while (i < n && (byte_class[(unsigned char)p[i]] & VALUE)) {
+        high |= (unsigned char)p[i];
         i++;
     }
+    f->ascii = (high & 0x80) == 0;
     /* Empty values and trailing whitespace are llhttp's to report. */
     if (i == start || p[i - 1] == ' ' || p[i - 1] == '\t') {
         return -1;
@@ -285,16 +288,40 @@ static PyObject *field_list(const Head *head)
         const Field *f = &head->fields[i];
         PyObject *name = ascii_text(f->name, f->name_len);
         PyObject *value = name == NULL ? NULL : value_text(f);
-        PyObject *pair = value == NULL ? NULL : PyTuple_Pack(2, name, value);
-        Py_XDECREF(name);
-        Py_XDECREF(value);
+        PyObject *pair = value == NULL ? NULL : PyTuple_New(2);
         if (pair == NULL) {
+            Py_XDECREF(name);
+            Py_XDECREF(value);
             Py_DECREF(fields);
             return NULL;
         }
+        PyTuple_SET_ITEM(pair, 0, name); /* the tuple takes both references */
+        PyTuple_SET_ITEM(pair, 1, value);
         PyList_SET_ITEM(fields, i, pair);
     }
     return fields;
+}
+
+/* (status, keep_alive, fields, encoding, body); takes the three references it is given. */
+static PyObject *pack(const Head *head, PyObject *fields, PyObject *encoding, PyObject *body)
+{
+    PyObject *status = PyLong_FromLong(head->status);
+    PyObject *result = status == NULL ? NULL : PyTuple_New(5);
+    if (result == NULL) {
+        Py_XDECREF(status);
+        Py_DECREF(fields);
+        Py_DECREF(encoding);
+        Py_DECREF(body);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, status);
+    /* The keep-alive rule of llhttp_should_keep_alive for a length-framed response. */
+    PyTuple_SET_ITEM(result, 1, PyBool_FromLong(head->http11 ? !head->connection_close
+                                                              : head->connection_keep_alive));
+    PyTuple_SET_ITEM(result, 2, fields);
+    PyTuple_SET_ITEM(result, 3, encoding);
+    PyTuple_SET_ITEM(result, 4, body);
+    return result;
 }
 
 static PyObject *whole_response(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -337,11 +364,7 @@ static PyObject *whole_response(PyObject *module, PyObject *const *args, Py_ssiz
         Py_XDECREF(encoding);
         return NULL;
     }
-    /* The keep-alive rule of llhttp_should_keep_alive for a length-framed response. */
-    return Py_BuildValue(
-        "(iNNNN)", head.status,
-        PyBool_FromLong(head.http11 ? !head.connection_close : head.connection_keep_alive),
-        fields, encoding, body);
+    return pack(&head, fields, encoding, body);
 }
 
 static PyMethodDef methods[] = {
@@ -358,5 +381,6 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit_whole_response(void)
 {
+    fill_byte_classes();
     return PyModule_Create(&module_def);
 }
