@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from typing import Final
 
 from .config import BodyPolicy
 from .errors import ErrorKind
@@ -26,27 +27,39 @@ _MILLIS_SUFFIXES = tuple(f".{millis:03d}Z" for millis in range(1000))
 # A run sees a handful of distinct Content-Type values; bounded in case a server varies it.
 _TEXTUAL_CACHE_SIZE = 256
 
-# (second, its text) and (millisecond, its full timestamp), each swapped in whole, so a
-# call from another thread never pairs one millisecond with another's text.
-_cached_second: tuple[int, str] = (-1, "")
-_cached_stamp: tuple[int, str] = (-1, "")
 _textual_by_content_type: dict[str, bool] = {}
+# Bound once: compiled, a module attribute read on every call is a dictionary lookup.
+_time_ns: Final = time.time_ns
+_sha256: Final = hashlib.sha256
+
+
+class _StampCache:
+    """(second, its text) and (millisecond, its full timestamp), each swapped in whole, so
+    a call from another thread never pairs one millisecond with another's text. Attributes
+    of one object rather than module globals: compiled, those are dictionary lookups."""
+
+    def __init__(self) -> None:
+        self.second: tuple[int, str] = (-1, "")
+        self.stamp: tuple[int, str] = (-1, "")
+
+
+_STAMPS: Final = _StampCache()
 
 
 def utc_now_iso() -> str:
     """``2026-11-24T06:47:00.905Z``; runs for every record, so the formatted second and
     the last millisecond's text are cached (strftime was a visible share of the cost)."""
-    global _cached_second, _cached_stamp
-    millis = time.time_ns() // 1_000_000
-    cached = _cached_stamp
+    cache = _STAMPS
+    millis = _time_ns() // 1_000_000
+    cached = cache.stamp
     if cached[0] == millis:
         return cached[1]
     second, milli = divmod(millis, 1000)
-    second_text = _cached_second
+    second_text = cache.second
     if second_text[0] != second:
-        second_text = _cached_second = (second, time.strftime(_FORMAT, time.gmtime(second)))
+        second_text = cache.second = (second, time.strftime(_FORMAT, time.gmtime(second)))
     stamp = second_text[1] + _MILLIS_SUFFIXES[milli]
-    _cached_stamp = (millis, stamp)
+    cache.stamp = (millis, stamp)
     return stamp
 
 
@@ -107,7 +120,7 @@ def success_result(
         attempts,
         timings,
         len(body),
-        hashlib.sha256(body).hexdigest(),
+        _sha256(body).hexdigest(),
         content_type,
         started_at,
         redact_headers(response.headers) if policy.include_headers else None,

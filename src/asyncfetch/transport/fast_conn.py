@@ -42,6 +42,9 @@ MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_HEADER_COUNT: Final = 500
 # Above this a body is written separately rather than copied onto the request head.
 _COPY_BODY_LIMIT: Final = 64 * 1024
+# Bound once: compiled, ``time.perf_counter`` is a module attribute lookup on every call.
+_perf_counter: Final = time.perf_counter
+_NEVER: Final = math.inf  # a deadline not set
 
 _INTERESTING_NAME_LENGTHS: Final = frozenset({len(b"content-encoding"), len(b"content-length")})
 
@@ -124,9 +127,9 @@ class Connection(asyncio.Protocol):
         self._error: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
-        self._deadline = math.inf
+        self._deadline = _NEVER
         self._read_timeout: float | None = None
-        self._total_deadline = math.inf
+        self._total_deadline = _NEVER
         self._total_timeout: float | None = None
         self.sent_at = 0.0
         self._reset_parser = False
@@ -210,7 +213,7 @@ class Connection(asyncio.Protocol):
         self._on_done = on_done
         # Timings come from perf_counter: uvloop's loop.time() is whole milliseconds,
         # cached per loop turn, fine for deadlines but not for a record's ttfb_ms.
-        self.sent_at = time.perf_counter()
+        self.sent_at = _perf_counter()
         self._arm_timer(self._loop.time(), read_timeout, total_timeout)
         self._write(transport, head, body)
 
@@ -455,7 +458,7 @@ class Connection(asyncio.Protocol):
     def _headers_complete(self, status: int, keep_alive: bool) -> None:
         self.status = status
         self._headers_done = True
-        self.headers_at = time.perf_counter()
+        self.headers_at = _perf_counter()
         self.keep_alive = keep_alive
 
     def _reset_headers(self) -> None:
@@ -527,10 +530,10 @@ class Connection(asyncio.Protocol):
         # own) does not.
         self._read_timeout = read
         self._total_timeout = total
-        self._deadline = math.inf if read is None else now + read
-        self._total_deadline = math.inf if total is None else now + total
+        self._deadline = _NEVER if read is None else now + read
+        self._total_deadline = _NEVER if total is None else now + total
         when = min(self._deadline, self._total_deadline)
-        if when == math.inf:
+        if when == _NEVER:
             return
         timer = self._timer
         # An armed timer that fires no later than the deadline re-arms itself when it
