@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httptools
 import pytest
 import trustme
 import uvloop
@@ -38,6 +37,8 @@ from asyncfetch.errors import (
 )
 from asyncfetch.models import Request, Response
 from asyncfetch.transport.fast import FastTransport
+
+from .llhttp_reference import llhttp_report
 
 TIMEOUTS = Timeouts(total=20.0, connect=5.0, read=5.0)
 MAX_BODY = 1 << 20
@@ -819,23 +820,7 @@ def _random_head(rng: random.Random) -> bytes:
 def _llhttp_reports(response: bytes) -> tuple[tuple[str, str], ...]:
     """The final response's fields as httptools' on_header callback gives them, decoded
     the way the transport decodes them (UTF-8, Latin-1 for anything else)."""
-    fields: list[tuple[str, str]] = []
-
-    class Recorder:
-        def on_header(self, name: bytes, value: bytes) -> None:
-            try:
-                text = value.decode()
-            except UnicodeDecodeError:
-                text = value.decode("latin-1")
-            fields.append((name.decode("latin-1"), text))
-
-        def on_headers_complete(self) -> None:
-            if parser.get_status_code() < 200:
-                fields.clear()
-
-    parser = httptools.HttpResponseParser(Recorder())
-    parser.feed_data(response)
-    return tuple(fields)
+    return tuple(llhttp_report(response).headers)
 
 
 async def test_header_fields_are_those_llhttp_reports(
@@ -905,7 +890,7 @@ async def test_whole_responses_read_at_once_are_what_llhttp_reports(
             await read_head(reader)
             writer.write(current[0])  # one write: the client reads it in one piece
             await writer.drain()
-            if not llhttp_keeps_alive(current[0]):
+            if not llhttp_report(current[0]).keep_alive:
                 writer.close()
                 return
 
@@ -914,38 +899,11 @@ async def test_whole_responses_read_at_once_are_what_llhttp_reports(
     for i in range(200):
         current[0] = _one_write_response(rng)
         response = await get(transport, server.url)
-        assert response.headers == _llhttp_reports(current[0]), current[0]
-        assert response.body == _llhttp_body(current[0])
+        report = llhttp_report(current[0])
+        assert response.headers == tuple(report.headers), current[0]
+        gzipped = report.encoding == b"gzip"
+        assert response.body == (gzip.decompress(report.body) if gzipped else report.body)
         if i < 199:
-            closed_before_last += not llhttp_keeps_alive(current[0])
+            closed_before_last += not report.keep_alive
     # Kept-alive connections were reused, closed ones were not: the same decision llhttp makes.
     assert len(connections) == 1 + closed_before_last
-
-
-def llhttp_keeps_alive(response: bytes) -> bool:
-    kept: list[bool] = []
-
-    class Recorder:
-        def on_headers_complete(self) -> None:
-            kept.append(parser.should_keep_alive())
-
-    parser = httptools.HttpResponseParser(Recorder())
-    parser.feed_data(response)
-    return kept[0]
-
-
-def _llhttp_body(response: bytes) -> bytes:
-    """The body llhttp frames, decoded as the transport decodes gzip."""
-    chunks: list[bytes] = []
-    encoded: list[bool] = []
-
-    class Recorder:
-        def on_header(self, name: bytes, value: bytes) -> None:
-            encoded.append(name.lower() == b"content-encoding" and value == b"gzip")
-
-        def on_body(self, body: bytes) -> None:
-            chunks.append(body)
-
-    httptools.HttpResponseParser(Recorder()).feed_data(response)
-    body = b"".join(chunks)
-    return gzip.decompress(body) if any(encoded) else body

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
 
-import httptools
 import pytest
 
 from asyncfetch.transport.fast_conn import MAX_HEADER_BYTES, MAX_HEADER_COUNT
 
+from .llhttp_reference import llhttp_report
 from .native_build import C_MODULES
 
 if os.environ.get("ASYNCFETCH_EXPECT_NATIVE") == "0":
@@ -28,56 +27,6 @@ if os.environ.get("ASYNCFETCH_EXPECT_NATIVE") == "0":
 from asyncfetch.transport.whole_response import whole_response
 
 assert "asyncfetch.transport.whole_response" in C_MODULES
-
-
-@dataclass
-class LlhttpReport:
-    """What httptools' callbacks say about one response fed to it in one piece."""
-
-    status: int = 0
-    keep_alive: bool = False
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    encoding: bytes | None = None
-    body: bytes = b""
-    begun: int = 0  # messages llhttp started: more than one means bytes were left over
-    complete: bool = False
-    error: str | None = None
-
-
-def llhttp_report(data: bytes) -> LlhttpReport:
-    report = LlhttpReport()
-    parser: httptools.HttpResponseParser
-
-    class Recorder:
-        def on_header(self, name: bytes, value: bytes) -> None:
-            try:
-                text = value.decode()
-            except UnicodeDecodeError:
-                text = value.decode("latin-1")
-            report.headers.append((name.decode("latin-1"), text))
-            if name.lower() == b"content-encoding":
-                report.encoding = value
-
-        def on_headers_complete(self) -> None:
-            report.status = parser.get_status_code()
-            report.keep_alive = parser.should_keep_alive()
-
-        def on_body(self, body: bytes) -> None:
-            report.body += body
-
-        def on_message_begin(self) -> None:
-            report.begun += 1
-
-        def on_message_complete(self) -> None:
-            report.complete = True
-
-    parser = httptools.HttpResponseParser(Recorder())
-    # One feed, as the transport feeds a response that arrived in one read.
-    try:
-        parser.feed_data(data)
-    except httptools.HttpParserError as exc:
-        report.error = f"{type(exc).__name__}: {exc}"
-    return report
 
 
 def assert_agrees(data: bytes, max_body: int = 1 << 20) -> bool:
