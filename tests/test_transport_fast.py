@@ -907,3 +907,32 @@ async def test_whole_responses_read_at_once_are_what_llhttp_reports(
             closed_before_last += not report.keep_alive
     # Kept-alive connections were reused, closed ones were not: the same decision llhttp makes.
     assert len(connections) == 1 + closed_before_last
+
+
+@pytest.mark.parametrize("in_one_read", [True, False], ids=["one read", "two reads"])
+async def test_a_corrupt_body_fails_alike_on_both_parse_paths(
+    raw_server: RawServerFactory, transport: FastTransport, in_one_read: bool
+) -> None:
+    # One read takes the one-pass parse, two reads llhttp: the same error either way,
+    # and the connection is not used again.
+    response = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!"
+    connections: list[int] = []
+
+    async def corrupt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:
+            await read_head(reader)
+            if in_one_read:
+                writer.write(response)
+            else:
+                writer.write(response[:20])
+                await writer.drain()
+                await asyncio.sleep(0.01)
+                writer.write(response[20:])
+            await writer.drain()
+
+    server = await raw_server(corrupt)
+    for _ in range(2):
+        with pytest.raises(ProtocolError, match="invalid compressed response body"):
+            await get(transport, server.url)
+    assert len(connections) == 2

@@ -357,12 +357,10 @@ class Connection(asyncio.Protocol):
             if body:
                 self.on_body(body)
         except _StopParsing:
-            self.keep_alive = False  # as after llhttp stopped on the same error
-            return
-        if self._state == _ACTIVE:
-            self._finish_message()
-        if self._state == _DONE:
-            self._notify()
+            return  # on_body failed the exchange (a decoding error, say), as under llhttp
+        # llhttp is not feeding, so _finish tells the owner at once; it may start its next
+        # request on this very connection from inside that call.
+        self._finish_message()
 
     def _check_header_bytes(self, size: int) -> None:
         # llhttp buffers nothing itself, but httptools accumulates an unfinished header
