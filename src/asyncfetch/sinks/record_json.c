@@ -191,7 +191,7 @@ static int put_int(Out *out, PyObject *value)
    shortest round-trip text, what repr() and orjson write, is that decimal with the zeros
    after the last nonzero fraction digit dropped ("8.0", "0.25", "7.144"). Below 1e12 no
    other decimal of three places or fewer lies within half a unit in the last place, so
-   no shorter text exists. 0 when the value is not of that kind. */
+   no shorter text exists. DECLINED when the value is not of that kind. */
 static int put_thousandths(Out *out, double number)
 {
     char text[32];
@@ -200,11 +200,11 @@ static int put_thousandths(Out *out, double number)
     long long m;
     int frac, places = 3;
     if (!(scaled > -1e15 && scaled < 1e15) || number == 0.0) {
-        return 0;
+        return DECLINED;
     }
     m = (long long)(scaled < 0 ? scaled - 0.5 : scaled + 0.5);
     if ((double)m / 1000.0 != number) {
-        return 0;
+        return DECLINED;
     }
     frac = (int)((m < 0 ? -m : m) % 1000);
     if (frac == 0) {
@@ -225,7 +225,7 @@ static int put_thousandths(Out *out, double number)
     if (m < 0) {
         *--start = '-';
     }
-    return put(out, start, text + sizeof text - start) < 0 ? -1 : 1;
+    return put(out, start, text + sizeof text - start) < 0 ? FAILED : WROTE;
 }
 
 /* repr()'s shortest round-trip digits, which orjson also writes when no exponent is
@@ -243,8 +243,8 @@ static int put_float(Out *out, PyObject *value)
         return DECLINED;
     }
     result = put_thousandths(out, number);
-    if (result != 0) {
-        return result < 0 ? FAILED : WROTE;
+    if (result != DECLINED) {
+        return result;
     }
     text = PyOS_double_to_string(number, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (text == NULL) {
