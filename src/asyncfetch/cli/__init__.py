@@ -11,6 +11,7 @@ from importlib import import_module
 import click
 
 from .. import __version__
+from ..collector import paused_collections
 
 # name → (module, attribute, one-line help shown by ``asyncfetch --help``)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -33,7 +34,8 @@ class LazyGroup(click.Group):
         entry = _COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        module = import_module(f"{__name__}.{entry[0]}")
+        with paused_collections():
+            module = import_module(f"{__name__}.{entry[0]}")
         command = getattr(module, entry[1])
         assert isinstance(command, click.Command)
         return command

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..collector import paused_collections
 from .exit_codes import EXIT_USAGE
 from .job import FetchJob, parse_header
 
@@ -192,6 +193,7 @@ def fetch_command(**options: object) -> None:
             click.echo("asyncfetch: no INPUT given and stdin is a terminal; try --help", err=True)
             sys.exit(EXIT_USAGE)
         job = job.with_inputs(("-",))
-    from .run import run_fetch_job
+    with paused_collections():
+        from .run import run_fetch_job
 
     sys.exit(run_fetch_job(job))
