@@ -1,14 +1,16 @@
 """Plain data that flows through the pipeline: requests in, results out.
 
-Nothing here does I/O or imports the rest of asyncfetch, so every layer can use it.
+Nothing here does I/O or imports the rest of asyncfetch (but the leaf module hashing), so
+every layer can use it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .hashing import sha256_hex
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -21,17 +23,16 @@ def request_id(method: str, url: str, body: bytes | None) -> str:
     # feeding the parts one by one, for much less: this runs once per input line.
     head = method.upper().encode()
     data = b"".join((head, b" ", url.encode("utf-8", "surrogateescape"), b"\n", body or b""))
-    return hashlib.sha256(data).hexdigest()[:24]
+    return sha256_hex(data, 24)
 
 
 def request_ids(method: str, body: bytes | None) -> Callable[[str], str]:
     """:func:`request_id` with ``method`` and ``body`` fixed: for many URLs sent alike."""
     head = method.upper().encode() + b" "
     tail = b"\n" + (body or b"")
-    sha256 = hashlib.sha256
 
     def url_id(url: str) -> str:
-        return sha256(head + url.encode("utf-8", "surrogateescape") + tail).hexdigest()[:24]
+        return sha256_hex(head + url.encode("utf-8", "surrogateescape") + tail, 24)
 
     return url_id
 

@@ -11,8 +11,8 @@ from typing import Any
 
 
 def optional_c_function(module: str, name: str) -> Any | None:
-    """``module.name`` where the C module was built, else None."""
+    """``module.name`` where the C module was built and offers it here, else None."""
     try:
-        return getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name, None)
     except ImportError:
         return None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from typing import Final
 
 from .config import BodyPolicy
 from .errors import ErrorKind
+from .hashing import sha256_hex
 from .models import (
     BodyField,
     ErrorInfo,
@@ -30,7 +30,6 @@ _TEXTUAL_CACHE_SIZE = 256
 _textual_by_content_type: dict[str, bool] = {}
 # Bound once: compiled, a module attribute read on every call is a dictionary lookup.
 _time_ns: Final = time.time_ns
-_sha256: Final = hashlib.sha256
 
 
 class _StampCache:
@@ -120,7 +119,7 @@ def success_result(
         attempts,
         timings,
         len(body),
-        _sha256(body).hexdigest(),
+        sha256_hex(body),
         content_type,
         started_at,
         redact_headers(response.headers) if policy.include_headers else None,
