@@ -37,6 +37,8 @@ from asyncfetch.errors import (
 )
 from asyncfetch.models import Request, Response
 from asyncfetch.transport.fast import FastTransport
+from asyncfetch.transport.fast_conn import Outbox, StaleConnection
+from asyncfetch.transport.fast_pool import open_connection
 
 from .llhttp_reference import llhttp_report
 
@@ -489,6 +491,101 @@ async def test_stale_keep_alive_post_that_was_written_is_not_replayed(
         await get(transport, server.url, method="POST")
     assert caught.value.may_have_been_sent is True
     assert len(server.stats.peers) == 1
+
+
+async def test_requests_started_in_one_turn_are_written_at_its_end(
+    raw_server: RawServerFactory,
+) -> None:
+    server = await raw_server(respond_with(OK_RESPONSE, then_close=False))
+    loop = asyncio.get_running_loop()
+    outbox = Outbox(loop)
+    port = int(server.url.rsplit(":", 1)[1])
+    conns = [await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox)]
+    conns.append(await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox))
+    ended: list[asyncio.Future[BaseException | None]] = []
+    for conn in conns:
+        done = loop.create_future()
+        ended.append(done)
+        conn.start(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            None,
+            is_head=False,
+            max_body=MAX_BODY,
+            read_timeout=5.0,
+            total_timeout=None,
+            on_done=lambda _conn, error, done=done: done.set_result(error),
+        )
+        assert conn.sent_at == 0.0  # posted, not written yet
+    assert await asyncio.gather(*ended) == [None, None]
+    assert conns[0].sent_at == conns[1].sent_at > 0  # one write-out for both
+    assert [conn.body() for conn in conns] == [b"ok", b"ok"]
+    for conn in conns:
+        conn.abort()
+
+
+async def test_a_request_whose_connection_closed_before_the_write_is_unwritten(
+    raw_server: RawServerFactory,
+) -> None:
+    # The connection ends in the turn that started a POST: it was never written, so it
+    # is reported as such (and the callers may send it again, even a POST).
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            heads.append(await read_head(reader))
+
+    server = await raw_server(record)
+    loop = asyncio.get_running_loop()
+    port = int(server.url.rsplit(":", 1)[1])
+    conn = await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), Outbox(loop))
+    done: asyncio.Future[BaseException | None] = loop.create_future()
+    conn.start(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n",
+        b"x",
+        is_head=False,
+        max_body=MAX_BODY,
+        read_timeout=5.0,
+        total_timeout=None,
+        on_done=lambda _conn, error: done.set_result(error),
+    )
+    conn.abort()
+    error = await done
+    assert isinstance(error, StaleConnection) and error.written is False
+    await asyncio.sleep(0.05)
+    assert heads == []
+
+
+async def test_bytes_that_arrive_before_the_write_make_the_request_unwritten(
+    raw_server: RawServerFactory,
+) -> None:
+    # A server's unsolicited "408" lands in the same turn that started a request, before
+    # the outbox wrote it: that answer is not ours, so the request counts as unwritten.
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            heads.append(await read_head(reader))
+
+    server = await raw_server(record)
+    loop = asyncio.get_running_loop()
+    port = int(server.url.rsplit(":", 1)[1])
+    conn = await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), Outbox(loop))
+    done: asyncio.Future[BaseException | None] = loop.create_future()
+    conn.start(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        None,
+        is_head=False,
+        max_body=MAX_BODY,
+        read_timeout=5.0,
+        total_timeout=None,
+        on_done=lambda _conn, error: done.set_result(error),
+    )
+    conn.data_received(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+    error = await done
+    assert isinstance(error, StaleConnection) and error.written is False
+    assert conn.closed
+    await asyncio.sleep(0.05)
+    assert heads == []
 
 
 async def test_stray_bytes_on_an_idle_connection(

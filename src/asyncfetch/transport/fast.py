@@ -31,7 +31,7 @@ from ..errors import (
 from ..hosts import host_of
 from ..models import Request, Response
 from .fast_codec import ACCEPT_ENCODING
-from .fast_conn import Connection, StaleConnection
+from .fast_conn import Connection, Outbox, StaleConnection
 from .fast_pool import HostPool, open_connection
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -186,6 +186,7 @@ class FastTransport:
         self._idle_timeout = idle_timeout
         self._pools: dict[str, HostPool] = {}
         self._live: set[Connection] = set()
+        self._outbox: Outbox | None = None  # made with the first pool, on the running loop
         self._ssl_context: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
@@ -366,8 +367,11 @@ class FastTransport:
     def _add_pool(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> HostPool:
         ssl_context = self._tls_context() if origin.scheme == "https" else None
         connect = partial(open_connection, loop, origin.host, origin.port, ssl_context)
+        if self._outbox is None:
+            self._outbox = Outbox(loop)
+        outbox = self._outbox
         pool = HostPool(
-            lambda timeout: connect(timeout, self._live),
+            lambda timeout: connect(timeout, self._live, outbox),
             limit=self._per_host,
             idle_timeout=self._idle_timeout,
             loop=loop,

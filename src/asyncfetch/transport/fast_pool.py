@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ..errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
-from .fast_conn import Connection
+from .fast_conn import Connection, Outbox
 
 Connector = Callable[[float | None], Awaitable[Connection]]
 
@@ -196,13 +196,14 @@ async def open_connection(
     ssl_context: ssl.SSLContext | None,
     connect_timeout: float | None,
     live: set[Connection],
+    outbox: Outbox,
 ) -> Connection:
     """Resolve, connect and (for https) handshake, mapping failures onto the error tree."""
     where = f"{host}:{port}"
     try:
         async with asyncio.timeout(connect_timeout):
             _, conn = await loop.create_connection(
-                lambda: Connection(loop, live),
+                lambda: Connection(loop, live, outbox),
                 host,
                 port,
                 ssl=ssl_context,
