@@ -37,7 +37,7 @@ from asyncfetch.errors import (
 )
 from asyncfetch.models import Request, Response
 from asyncfetch.transport.fast import FastTransport
-from asyncfetch.transport.fast_conn import Outbox, StaleConnection
+from asyncfetch.transport.fast_conn import Connection, Outbox, StaleConnection
 from asyncfetch.transport.fast_pool import open_connection
 
 from .llhttp_reference import llhttp_report
@@ -493,28 +493,48 @@ async def test_stale_keep_alive_post_that_was_written_is_not_replayed(
     assert len(server.stats.peers) == 1
 
 
+async def _connect(url: str, outbox: Outbox) -> Connection:
+    loop = asyncio.get_running_loop()
+    port = int(url.rsplit(":", 1)[1])
+    return await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox)
+
+
+def _start(
+    conn: Connection, head: bytes, body: bytes | None
+) -> asyncio.Future[BaseException | None]:
+    """Start one exchange on ``conn``; the future ends with what ``on_done`` was given."""
+    done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    conn.start(
+        head,
+        body,
+        is_head=False,
+        max_body=MAX_BODY,
+        read_timeout=5.0,
+        total_timeout=None,
+        on_done=lambda _conn, error: done.set_result(error),
+    )
+    return done
+
+
+async def _recording_server(raw_server: RawServerFactory, heads: list[bytes]) -> str:
+    """A server that records the request heads it reads and never answers."""
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            heads.append(await read_head(reader))
+
+    return (await raw_server(record)).url
+
+
 async def test_requests_started_in_one_turn_are_written_at_its_end(
     raw_server: RawServerFactory,
 ) -> None:
     server = await raw_server(respond_with(OK_RESPONSE, then_close=False))
-    loop = asyncio.get_running_loop()
-    outbox = Outbox(loop)
-    port = int(server.url.rsplit(":", 1)[1])
-    conns = [await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox)]
-    conns.append(await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox))
-    ended: list[asyncio.Future[BaseException | None]] = []
+    outbox = Outbox(asyncio.get_running_loop())
+    conns = [await _connect(server.url, outbox), await _connect(server.url, outbox)]
+    ended = []
     for conn in conns:
-        done = loop.create_future()
-        ended.append(done)
-        conn.start(
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            None,
-            is_head=False,
-            max_body=MAX_BODY,
-            read_timeout=5.0,
-            total_timeout=None,
-            on_done=lambda _conn, error, done=done: done.set_result(error),
-        )
+        ended.append(_start(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None))
         assert conn.sent_at == 0.0  # posted, not written yet
     assert await asyncio.gather(*ended) == [None, None]
     assert conns[0].sent_at == conns[1].sent_at > 0  # one write-out for both
@@ -529,25 +549,10 @@ async def test_a_request_whose_connection_closed_before_the_write_is_unwritten(
     # The connection ends in the turn that started a POST: it was never written, so it
     # is reported as such (and the callers may send it again, even a POST).
     heads: list[bytes] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            heads.append(await read_head(reader))
-
-    server = await raw_server(record)
-    loop = asyncio.get_running_loop()
-    port = int(server.url.rsplit(":", 1)[1])
-    conn = await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), Outbox(loop))
-    done: asyncio.Future[BaseException | None] = loop.create_future()
-    conn.start(
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n",
-        b"x",
-        is_head=False,
-        max_body=MAX_BODY,
-        read_timeout=5.0,
-        total_timeout=None,
-        on_done=lambda _conn, error: done.set_result(error),
-    )
+    url = await _recording_server(raw_server, heads)
+    conn = await _connect(url, Outbox(asyncio.get_running_loop()))
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n"
+    done = _start(conn, post, b"x")
     conn.abort()
     error = await done
     assert isinstance(error, StaleConnection) and error.written is False
@@ -561,25 +566,9 @@ async def test_bytes_that_arrive_before_the_write_make_the_request_unwritten(
     # A server's unsolicited "408" lands in the same turn that started a request, before
     # the outbox wrote it: that answer is not ours, so the request counts as unwritten.
     heads: list[bytes] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            heads.append(await read_head(reader))
-
-    server = await raw_server(record)
-    loop = asyncio.get_running_loop()
-    port = int(server.url.rsplit(":", 1)[1])
-    conn = await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), Outbox(loop))
-    done: asyncio.Future[BaseException | None] = loop.create_future()
-    conn.start(
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-        None,
-        is_head=False,
-        max_body=MAX_BODY,
-        read_timeout=5.0,
-        total_timeout=None,
-        on_done=lambda _conn, error: done.set_result(error),
-    )
+    url = await _recording_server(raw_server, heads)
+    conn = await _connect(url, Outbox(asyncio.get_running_loop()))
+    done = _start(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", None)
     conn.data_received(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
     error = await done
     assert isinstance(error, StaleConnection) and error.written is False
