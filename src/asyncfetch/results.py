@@ -20,14 +20,14 @@ from .models import (
 )
 from .redact import redact_headers, redact_url
 
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
-_TEXT_SUFFIXES = ("+json", "+xml")
-_FORMAT = "%Y-%m-%dT%H:%M:%S"
-_MILLIS_SUFFIXES = tuple(f".{millis:03d}Z" for millis in range(1000))
+_TEXT_TYPES: Final = ("text/", "application/json", "application/xml", "application/javascript")
+_TEXT_SUFFIXES: Final = ("+json", "+xml")
+_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
+_MILLIS_SUFFIXES: Final = tuple(f".{millis:03d}Z" for millis in range(1000))
 # A run sees a handful of distinct Content-Type values; bounded in case a server varies it.
-_TEXTUAL_CACHE_SIZE = 256
+_TEXTUAL_CACHE_SIZE: Final = 256
 
-_textual_by_content_type: dict[str, bool] = {}
+_textual_by_content_type: Final[dict[str, bool]] = {}
 # Bound once: compiled, a module attribute read on every call is a dictionary lookup.
 _time_ns: Final = time.time_ns
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from .config import RetryPolicy
 from .errors import ErrorKind, TransportError
 from .models import Request, Response
 
 # Kinds that no retry can fix: the same bytes give the same failure.
-_PERMANENT_KINDS = frozenset({ErrorKind.TOO_LARGE, ErrorKind.REDIRECT, ErrorKind.INVALID_INPUT})
+_PERMANENT_KINDS: Final = frozenset(
+    {ErrorKind.TOO_LARGE, ErrorKind.REDIRECT, ErrorKind.INVALID_INPUT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +28,7 @@ class RetryDecision:
     delay: float = 0.0
 
 
-GIVE_UP = RetryDecision(retry=False)
+GIVE_UP: Final = RetryDecision(retry=False)
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:

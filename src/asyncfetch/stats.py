@@ -6,14 +6,16 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Final
 
 from .models import Result, RunStats
 
 # Log-spaced latency buckets (5% wide) keep percentiles within ~5% in constant memory,
 # whatever the number of requests; an exact sorted list would grow with the run.
-_BUCKET_GROWTH = 1.05
-_LOG_GROWTH = math.log(_BUCKET_GROWTH)
-_log = math.log
+# Final, and math.log called by name: compiled, both are then C (a static and libm's
+# log) instead of two module dictionary lookups and a Python call per request.
+_BUCKET_GROWTH: Final = 1.05
+_LOG_GROWTH: Final = math.log(_BUCKET_GROWTH)
 
 
 class LatencyHistogram:
@@ -26,7 +28,7 @@ class LatencyHistogram:
         self.count = 0
 
     def add(self, millis: float) -> None:
-        bucket = 0 if millis < 1.0 else int(_log(millis) / _LOG_GROWTH) + 1
+        bucket = 0 if millis < 1.0 else int(math.log(millis) / _LOG_GROWTH) + 1
         counts = self._counts
         if bucket >= len(counts):
             counts.extend([0] * (bucket + 1 - len(counts)))

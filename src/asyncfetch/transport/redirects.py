@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from ..config import Timeouts
@@ -18,7 +19,7 @@ from ..models import Request, Response
 from ..redact import CREDENTIAL_HEADERS, redact_url
 from .base import Transport
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 # Whitespace and control characters cannot be sent in a request line.
 _UNSENDABLE = re.compile(r"[\s\x00-\x1f\x7f]")
