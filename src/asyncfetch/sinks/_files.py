@@ -25,8 +25,9 @@ INLINE_WRITE_BYTES = 64 * 1024
 # Every this many bytes written to a regular file, the kernel is asked to start writing
 # them to disk (see FileWriter._start_writeback).
 WRITEBACK_STEP: Final = 1024 * 1024
-# Linux starts an asynchronous write-out of a dirty range for this advice, then drops the
-# range from the page cache once it is clean (we never read it back). None: no such call.
+# Linux starts an asynchronous write-out of a dirty range for this advice and drops only
+# the pages that are already clean; those it has just queued stay cached (fincore shows
+# a whole 24 MB output resident after the run). None: no such call.
 Fadvise = Callable[[int, int, int, int], None]
 _FADVISE: Final[Fadvise | None] = getattr(os, "posix_fadvise", None)
 _DONTNEED: Final[int] = getattr(os, "POSIX_FADV_DONTNEED", 0)

@@ -10,7 +10,7 @@ Requests are written at the end of the event loop's turn, together (:class:`Outb
 Written one by one as each response completed, each write found the server asleep again
 (it answers in a few microseconds, our Python takes several more per response) and paid
 for waking it; written back to back, the first wakes it and the others find it running.
-Measured on the benchmark's 50,000 requests against nginx: 8% less kernel time, 5% less
+Measured on the benchmark's 50,000 requests against nginx: 8% less kernel time, 4% less
 wall time. A request waits at most for the rest of the turn that started it.
 """
 
