@@ -32,7 +32,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from asyncfetch.models import request_id
+from asyncfetch._models import request_id
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from asyncfetch.eventloop import run_coroutine
+from asyncfetch.runtime.eventloop import run_coroutine
 
 PATHS = ("/", "/index.html", "/api/v1/items", "/search", "/a/b/c/d.json", "/static/app.js")
 
@@ -63,17 +63,17 @@ async def read_batches(path: Path) -> int:
 
 
 async def read_items_deduped(path: Path) -> int:
-    from asyncfetch.dedupe import drop_repeats
+    from asyncfetch.pipeline.stats import StatsCollector
+    from asyncfetch.resume.filters import drop_repeats
     from asyncfetch.sources import open_source
-    from asyncfetch.stats import StatsCollector
 
     return sum([1 async for _item in drop_repeats(open_source(path), StatsCollector())])
 
 
 async def read_batches_deduped(path: Path) -> int:
-    from asyncfetch.dedupe import drop_repeat_batches
+    from asyncfetch.pipeline.stats import StatsCollector
+    from asyncfetch.resume.filters import drop_repeat_batches
     from asyncfetch.sources import open_source_batches
-    from asyncfetch.stats import StatsCollector
 
     batches = drop_repeat_batches(open_source_batches(path), StatsCollector())
     return sum([len(batch) async for batch in batches])

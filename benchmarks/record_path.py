@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from asyncfetch.config import BodyPolicy
-from asyncfetch.models import Request, Response, Result, Timings
-from asyncfetch.results import failure_result, success_result, utc_now_iso
+from asyncfetch._models import Request, Response, Result, Timings
+from asyncfetch._settings import BodyPolicy
+from asyncfetch.pipeline.stats import StatsCollector
+from asyncfetch.policy.records import failure_result, success_result, utc_now_iso
 from asyncfetch.sinks import CsvSink, JsonlSink
 from asyncfetch.sinks._records import dumps
 from asyncfetch.sinks.sqlite import _row as sqlite_row
-from asyncfetch.stats import StatsCollector
 
 BATCH = 512
 BODY = (b"<!DOCTYPE html><html><head><title>item</title></head><body>" + b"x" * 512)[:512]

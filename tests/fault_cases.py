@@ -22,7 +22,7 @@ from asyncfetch import BodyPolicy, RetryPolicy, Timeouts
 def available_engines() -> list[str]:
     """aiohttp always; fast when its module imports and provides FastTransport."""
     try:
-        from asyncfetch.transport import fast
+        from asyncfetch.transport.fast import transport as fast
     except ImportError:
         return ["aiohttp"]
     return ["aiohttp", "fast"] if hasattr(fast, "FastTransport") else ["aiohttp"]

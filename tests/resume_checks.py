@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from asyncfetch.models import request_id
+from asyncfetch._models import request_id
 
 from .cli_helpers import Completed, cli_env
 

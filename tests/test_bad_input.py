@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncfetch import Fetcher, RetryPolicy, Settings, Timeouts
-from asyncfetch.config import RequestDefaults, TransportOptions
-from asyncfetch.errors import InputError, RedirectError
-from asyncfetch.executor import RequestExecutor
-from asyncfetch.models import InvalidInput, Request, Response
-from asyncfetch.results import invalid_input_result
-from asyncfetch.retry import parse_retry_after
+from asyncfetch._errors import InputError, RedirectError
+from asyncfetch._models import InvalidInput, Request, Response
+from asyncfetch._settings import RequestDefaults, TransportOptions
+from asyncfetch.pipeline.executor import RequestExecutor
+from asyncfetch.policy.records import invalid_input_result
+from asyncfetch.policy.retry import parse_retry_after
 from asyncfetch.sources import open_source, validate_url
 from asyncfetch.sources.jsonl import jsonl_line
 from asyncfetch.sources.reader import MAX_LINE_BYTES, RawLine

@@ -197,8 +197,15 @@ async def test_a_quiet_run_to_jsonl_leaves_the_heavy_modules_unloaded(
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()[-2000:]
     loaded = {line.rsplit("|", 1)[-1].strip() for line in stderr.decode().splitlines()}
-    assert "asyncfetch.engine" in loaded  # the log is what we think it is
-    heavy = {"rich", "sqlite3", "csv", "email", "asyncfetch.journal", "asyncfetch.sinks.csv"}
+    assert "asyncfetch.pipeline.runner" in loaded  # the log is what we think it is
+    heavy = {
+        "rich",
+        "sqlite3",
+        "csv",
+        "email",
+        "asyncfetch.resume.journal",
+        "asyncfetch.sinks.csv",
+    }
     assert loaded & heavy == set()
     assert read_jsonl(out)[0]["ok"]
 

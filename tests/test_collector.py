@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from asyncfetch.collector import RUN_THRESHOLD, fewer_collections
+from asyncfetch.runtime.gc_tuning import RUN_THRESHOLD, fewer_collections
 
 
 def test_the_run_freezes_start_up_objects_and_raises_the_threshold() -> None:

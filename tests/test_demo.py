@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from rich.console import Console
 
+from asyncfetch._errors import ConfigError
 from asyncfetch.demo import DemoReport, DemoServer, run_demo
 from asyncfetch.demo.messages import messages
-from asyncfetch.errors import ConfigError
 
 SCALE = 0.05
 BULK = 200

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from asyncfetch.errors import ProtocolError
-from asyncfetch.transport.fast import Route, route
+from asyncfetch._errors import ProtocolError
+from asyncfetch.transport.fast.transport import Route, route
 
 URLS = [
     "http://a.example/x",

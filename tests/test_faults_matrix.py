@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from asyncfetch import Fetcher, Request, Result
-from asyncfetch.fetcher import make_settings
+from asyncfetch._api import make_settings
 
 from .cli_helpers import read_jsonl, run_cli
 from .fault_behaviours import BAD_UTF8_BODY, BEHAVIOURS, BINARY_BODY, OK_BODY

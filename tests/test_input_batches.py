@@ -18,21 +18,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asyncfetch._errors import ConfigError, InputError
+from asyncfetch._models import InvalidInput, Request, request_id, request_ids
+from asyncfetch._settings import RequestDefaults
 from asyncfetch.cli.job import FetchJob
 from asyncfetch.cli.run import chain_input_batches, chain_inputs
-from asyncfetch.config import RequestDefaults
-from asyncfetch.dedupe import drop_repeat_batches, drop_repeats, skip_done_batches
-from asyncfetch.errors import ConfigError, InputError
-from asyncfetch.journal import Journal
-from asyncfetch.models import InvalidInput, Request, request_id, request_ids
-from asyncfetch.recent_ids import RecentIds
+from asyncfetch.pipeline.stats import StatsCollector
+from asyncfetch.resume.filters import drop_repeat_batches, drop_repeats, skip_done_batches
+from asyncfetch.resume.journal import Journal
+from asyncfetch.resume.recent_ids import RecentIds
 from asyncfetch.sources import open_source, open_source_batches, validate_url
 from asyncfetch.sources import validate as validate_module
 from asyncfetch.sources.reader import CHUNK_SIZE, LineBatch, RawLine
 from asyncfetch.sources.spec import UrlRequests, url_request
 from asyncfetch.sources.text import text_batch, text_line
 from asyncfetch.sources.validate import known_valid_url
-from asyncfetch.stats import StatsCollector
 
 Item = Request | InvalidInput
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from asyncfetch.config import Settings, Timeouts
-from asyncfetch.engine import Runner
-from asyncfetch.executor import RequestExecutor
-from asyncfetch.fetcher import make_settings
-from asyncfetch.models import Request, Result
+from asyncfetch._api import make_settings
+from asyncfetch._models import Request, Result
+from asyncfetch._settings import Settings, Timeouts
+from asyncfetch.pipeline.executor import RequestExecutor
+from asyncfetch.pipeline.runner import Runner
+from asyncfetch.policy.retry import RetryPolicy
 from asyncfetch.queues.base import Completed
 from asyncfetch.queues.memory import MemoryQueue
-from asyncfetch.retry import RetryPolicy
 from asyncfetch.sources import iter_requests
-from asyncfetch.transport.fast import FastTransport
+from asyncfetch.transport.fast.transport import FastTransport
 
 from .recording_server import RecordingServer
 

@@ -9,10 +9,10 @@ from email.utils import format_datetime
 import pytest
 
 from asyncfetch import ConfigError, Request, RetryPolicy
-from asyncfetch.errors import ConnectError, ReadError, TooLargeError
-from asyncfetch.limits import GcraRateMeter, PerHostLimiter
-from asyncfetch.models import Response
-from asyncfetch.retry import (
+from asyncfetch._errors import ConnectError, ReadError, TooLargeError
+from asyncfetch._models import Response
+from asyncfetch.policy.limits import GcraRateMeter, PerHostLimiter
+from asyncfetch.policy.retry import (
     backoff_delay,
     decide_after_error,
     decide_after_response,
@@ -125,7 +125,7 @@ def test_backoff_is_full_jitter_and_capped() -> None:
 async def test_slots_are_fifo_bounded_and_survive_cancellation() -> None:
     import asyncio
 
-    from asyncfetch.limits import Slots
+    from asyncfetch.policy.limits import Slots
 
     slots = Slots(2)
     order: list[int] = []
@@ -154,7 +154,7 @@ async def test_slots_are_fifo_bounded_and_survive_cancellation() -> None:
 async def test_deadline_watch_cancels_only_overdue_tasks() -> None:
     import asyncio
 
-    from asyncfetch.deadlines import DeadlineWatch
+    from asyncfetch.policy.deadlines import DeadlineWatch
 
     watch = DeadlineWatch(resolution=0.01)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from asyncfetch import Fetcher, RetryPolicy, Settings, Timeouts
+from asyncfetch._models import Request
+from asyncfetch._settings import Limits, TransportOptions
 from asyncfetch.concurrency import amap_unordered
-from asyncfetch.config import Limits, TransportOptions
-from asyncfetch.executor import RequestExecutor
-from asyncfetch.models import Request
+from asyncfetch.pipeline.executor import RequestExecutor
 from asyncfetch.transport.aiohttp import AiohttpTransport
 
 from .cli_helpers import cli_env
@@ -39,7 +39,7 @@ FD_LIMIT = 256
 CONCURRENCY = 200
 SERVER_HOSTS = 25  # x --per-host 8 = 200: the global limit, not the per-host one, binds
 # The CLI remembers the ids of the last 1,000,000 requests to drop repeated input lines
-# (asyncfetch.dedupe.RECENT_IDS): about 140 bytes each, by design. Beyond that window
+# (asyncfetch.resume.filters.RECENT_IDS): about 140 bytes each, by design. Beyond that window
 # memory must not grow with the number of requests.
 DEDUPE_BYTES_PER_ID = 256
 RSS_SLACK_KB = 16 * 1024

@@ -51,13 +51,13 @@ def test_the_suite_runs_the_build_make_asked_for() -> None:
         C_MODULES if EXPECT_NATIVE == "1" else []
     )
     # The fast transport found the one-pass parse, or knows it has to do without.
-    from asyncfetch.transport import fast_conn
+    from asyncfetch.transport.fast import connection as fast_conn
 
     assert (fast_conn._WHOLE_RESPONSE is not None) == (EXPECT_NATIVE == "1")
 
 
 def test_a_cause_survives_compilation(tmp_path: Path) -> None:
-    from asyncfetch.errors import InputError
+    from asyncfetch._errors import InputError
     from asyncfetch.sources.reader import check_readable  # compiled: it uses caused_by
 
     with pytest.raises(InputError, match="cannot open input") as info:

@@ -7,8 +7,8 @@ import io
 
 from rich.console import Console
 
-from asyncfetch.models import RunStats
-from asyncfetch.progress import ProgressReporter, summary_dict, summary_lines
+from asyncfetch._models import RunStats
+from asyncfetch.report.progress import ProgressReporter, summary_dict, summary_lines
 
 STATS = RunStats(
     elapsed_s=2.0,

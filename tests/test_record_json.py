@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncfetch.models import BodyField, ErrorInfo, Result, Timings
+from asyncfetch._models import BodyField, ErrorInfo, Result, Timings
 from asyncfetch.sinks._records import _append_fields, encode_lines_into
 
 from .native_build import C_MODULES

@@ -27,9 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncfetch.config import BodyPolicy
-from asyncfetch.executor import _three_places
-from asyncfetch.models import (
+from asyncfetch._models import (
     BodyField,
     ErrorInfo,
     InvalidInput,
@@ -38,19 +36,21 @@ from asyncfetch.models import (
     Result,
     Timings,
 )
-from asyncfetch.redact import redact_headers, redact_url
-from asyncfetch.results import (
+from asyncfetch._settings import BodyPolicy
+from asyncfetch.pipeline.executor import _three_places
+from asyncfetch.pipeline.stats import StatsCollector
+from asyncfetch.policy.records import (
     failure_result,
     invalid_input_result,
     success_result,
     utc_now_iso,
 )
+from asyncfetch.policy.redact import redact_headers, redact_url
 from asyncfetch.sinks import CsvSink, JsonlSink
 from asyncfetch.sinks._files import FileWriter
 from asyncfetch.sinks._records import dumps, flat_columns, flat_row
 from asyncfetch.sinks.sqlite import COLUMNS
 from asyncfetch.sinks.sqlite import _row as sqlite_row
-from asyncfetch.stats import StatsCollector
 
 STARTED_AT = "2026-11-24T06:47:00.905Z"
 NGINX_HEADERS = (
@@ -278,7 +278,7 @@ def test_dumps_matches_the_reference_without_newline() -> None:
         assert dumps(result.to_record()) == reference_line(result)[:-1]
 
 
-# --- results.py against its plain form -------------------------------------------------
+# --- policy/records.py against its plain form ---------------------------------------
 
 
 def reference_success(

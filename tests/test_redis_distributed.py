@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from asyncfetch.queues.redis import JobKeys, job_status
+from asyncfetch.queues.redis.jobs import JobKeys, job_status
 
 from .cli_helpers import cli_env, read_jsonl, run_cli
 from .recording_server import RecordingServer

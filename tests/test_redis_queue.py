@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from asyncfetch.models import InvalidInput, Request, Result, Timings
+from asyncfetch._models import InvalidInput, Request, Result, Timings
+from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
-from asyncfetch.queues.redis import (
+from asyncfetch.queues.redis.codec import (
+    decode_request,
+    decode_result,
+    encode_request,
+    encode_result,
+)
+from asyncfetch.queues.redis.jobs import (
     GROUP,
     JobKeys,
     add_requests,
@@ -22,15 +29,8 @@ from asyncfetch.queues.redis import (
     finish_enqueue,
     job_status,
 )
-from asyncfetch.queues.redis_codec import (
-    decode_request,
-    decode_result,
-    encode_request,
-    encode_result,
-)
-from asyncfetch.queues.redis_queue import RedisResultStore
-from asyncfetch.queues.redis_rate import RedisRateLimiter
-from asyncfetch.results import failure_result
+from asyncfetch.queues.redis.rate import RedisRateLimiter
+from asyncfetch.queues.redis.worker_queue import RedisResultStore
 
 from .redis_server import RedisServer, running_redis
 

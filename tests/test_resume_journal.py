@@ -12,13 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from asyncfetch.dedupe import ready_batches, skip_done
-from asyncfetch.errors import InputError, ResumeError
-from asyncfetch.journal import Journal, journal_path
-from asyncfetch.models import InvalidInput, Request
-from asyncfetch.recent_ids import RecentIds
-from asyncfetch.resume import fingerprint, fingerprint_differences, open_for_resume
-from asyncfetch.stats import StatsCollector
+from asyncfetch._errors import InputError, ResumeError
+from asyncfetch._models import InvalidInput, Request
+from asyncfetch.pipeline.stats import StatsCollector
+from asyncfetch.resume.filters import ready_batches, skip_done
+from asyncfetch.resume.journal import Journal, journal_path
+from asyncfetch.resume.recent_ids import RecentIds
+from asyncfetch.resume.reopen import fingerprint, fingerprint_differences, open_for_resume
 
 
 async def _items(count: int, *, pause: float = 0.0) -> AsyncIterator[int]:

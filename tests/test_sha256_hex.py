@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncfetch import hashing
-from asyncfetch.models import Request, request_id, request_ids
+from asyncfetch import _hashing as hashing
+from asyncfetch._models import Request, request_id, request_ids
 
 from .native_build import C_MODULES
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncfetch.errors import ConfigError, OutputError
-from asyncfetch.models import BodyField, ErrorInfo, Result, Timings
+from asyncfetch._errors import ConfigError, OutputError
+from asyncfetch._models import BodyField, ErrorInfo, Result, Timings
 from asyncfetch.sinks import BodyStore, CsvSink, JsonlSink, SqliteSink, open_sink
 from asyncfetch.sinks.bodies import guess_extension, safe_host, safe_stem
 
@@ -338,8 +338,8 @@ async def test_disk_full_is_an_output_error(output_format: str) -> None:
 # pytest writing its own output when that goes to a file (as in CI logs).
 _TORN_LINE_SCRIPT = """
 import asyncio, sys
-from asyncfetch.errors import OutputError
-from asyncfetch.models import BodyField, Result, Timings
+from asyncfetch._errors import OutputError
+from asyncfetch._models import BodyField, Result, Timings
 from asyncfetch.sinks import JsonlSink
 
 def result(rid, text):

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from asyncfetch.config import RequestDefaults
-from asyncfetch.errors import ConfigError, InputError
-from asyncfetch.models import InvalidInput, Request
+from asyncfetch._errors import ConfigError, InputError
+from asyncfetch._models import InvalidInput, Request
+from asyncfetch._settings import RequestDefaults
 from asyncfetch.sources import (
     build_request,
     detect_format,

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncfetch.config import RequestDefaults
-from asyncfetch.errors import InputError
-from asyncfetch.models import InvalidInput, Request
+from asyncfetch._errors import InputError
+from asyncfetch._models import InvalidInput, Request
+from asyncfetch._settings import RequestDefaults
 from asyncfetch.sources import build_request, iter_requests, open_source, validate_url
 from asyncfetch.sources.reader import LineSplitter
 

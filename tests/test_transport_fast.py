@@ -23,8 +23,7 @@ import trustme
 import uvloop
 from aiohttp import web
 
-from asyncfetch.config import Timeouts, TransportOptions
-from asyncfetch.errors import (
+from asyncfetch._errors import (
     CancelledRequestError,
     ConfigError,
     ConnectError,
@@ -35,10 +34,11 @@ from asyncfetch.errors import (
     TLSError,
     TooLargeError,
 )
-from asyncfetch.models import Request, Response
-from asyncfetch.transport.fast import FastTransport
-from asyncfetch.transport.fast_conn import Connection, Outbox, StaleConnection
-from asyncfetch.transport.fast_pool import open_connection
+from asyncfetch._models import Request, Response
+from asyncfetch._settings import Timeouts, TransportOptions
+from asyncfetch.transport.fast.connection import Connection, Outbox, StaleConnection
+from asyncfetch.transport.fast.pool import open_connection
+from asyncfetch.transport.fast.transport import FastTransport
 
 from .llhttp_reference import llhttp_report
 

@@ -57,7 +57,7 @@ def test_the_wheel_carries_every_compiled_module_and_a_platform_tag(wheel: Path)
     wanted = {name.replace(".", "/") + SUFFIX for name in [*NATIVE_MODULES, *C_MODULES]}
     wanted.add("asyncfetch/_native__mypyc" + SUFFIX)
     assert wanted - names == set()
-    assert "asyncfetch/lane.py" in names  # the sources stay beside them
+    assert "asyncfetch/pipeline/lane.py" in names  # the sources stay beside them
     assert not wheel.name.endswith("-none-any.whl")
 
 
@@ -70,7 +70,7 @@ async def test_the_installed_wheel_runs_compiled(
     urls.write_text("".join(f"{server.url(f'/ok?n={n}')}\n" for n in range(20)))
     out = tmp_path / "out.jsonl"
     script = (
-        "import sys, asyncfetch.lane as lane; print(lane.__file__); "
+        "import sys, asyncfetch.pipeline.lane as lane; print(lane.__file__); "
         "from asyncfetch.cli import main; sys.argv[0] = 'asyncfetch'; main()"
     )
     process = await asyncio.create_subprocess_exec(
@@ -82,6 +82,6 @@ async def test_the_installed_wheel_runs_compiled(
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    assert stdout.decode().strip() == str(installed / "asyncfetch" / ("lane" + SUFFIX))
+    assert stdout.decode().strip() == str(installed / "asyncfetch" / "pipeline" / ("lane" + SUFFIX))
     records = read_jsonl(out)
     assert len(records) == 20 and all(record["ok"] for record in records)

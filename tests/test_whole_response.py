@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from asyncfetch.transport.fast_conn import MAX_HEADER_BYTES, MAX_HEADER_COUNT
+from asyncfetch.transport.fast.connection import MAX_HEADER_BYTES, MAX_HEADER_COUNT
 
 from .llhttp_reference import llhttp_report
 from .native_build import C_MODULES
@@ -24,9 +24,9 @@ from .native_build import C_MODULES
 if os.environ.get("ASYNCFETCH_EXPECT_NATIVE") == "0":
     pytest.skip("NATIVE=0: the C module is not built", allow_module_level=True)
 # Anywhere else a missing build is a failure: `make native` builds it.
-from asyncfetch.transport.whole_response import whole_response
+from asyncfetch.transport.fast.whole_response import whole_response
 
-assert "asyncfetch.transport.whole_response" in C_MODULES
+assert "asyncfetch.transport.fast.whole_response" in C_MODULES
 
 
 def assert_agrees(data: bytes, max_body: int = 1 << 20) -> bool:

@@ -9,65 +9,65 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .lazy_exports import lazy_exports
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ._api import Fetcher as Fetcher
+    from ._api import fetch_all as fetch_all
+    from ._api import run as run
+    from ._errors import AsyncfetchError as AsyncfetchError
+    from ._errors import ConfigError as ConfigError
+    from ._errors import ErrorKind as ErrorKind
+    from ._errors import InputError as InputError
+    from ._errors import OutputError as OutputError
+    from ._errors import QueueError as QueueError
+    from ._errors import ResumeError as ResumeError
+    from ._errors import TransportError as TransportError
+    from ._models import ErrorInfo as ErrorInfo
+    from ._models import Request as Request
+    from ._models import Result as Result
+    from ._models import RunStats as RunStats
+    from ._models import Timings as Timings
+    from ._settings import BodyPolicy as BodyPolicy
+    from ._settings import Limits as Limits
+    from ._settings import RequestDefaults as RequestDefaults
+    from ._settings import RetryPolicy as RetryPolicy
+    from ._settings import Settings as Settings
+    from ._settings import Timeouts as Timeouts
+    from ._settings import TransportOptions as TransportOptions
     from .concurrency import Outcome as Outcome
     from .concurrency import amap as amap
     from .concurrency import amap_unordered as amap_unordered
     from .concurrency import gather_limited as gather_limited
-    from .config import BodyPolicy as BodyPolicy
-    from .config import Limits as Limits
-    from .config import RequestDefaults as RequestDefaults
-    from .config import RetryPolicy as RetryPolicy
-    from .config import Settings as Settings
-    from .config import Timeouts as Timeouts
-    from .config import TransportOptions as TransportOptions
-    from .errors import AsyncfetchError as AsyncfetchError
-    from .errors import ConfigError as ConfigError
-    from .errors import ErrorKind as ErrorKind
-    from .errors import InputError as InputError
-    from .errors import OutputError as OutputError
-    from .errors import QueueError as QueueError
-    from .errors import ResumeError as ResumeError
-    from .errors import TransportError as TransportError
-    from .fetcher import Fetcher as Fetcher
-    from .fetcher import fetch_all as fetch_all
-    from .fetcher import run as run
-    from .models import ErrorInfo as ErrorInfo
-    from .models import Request as Request
-    from .models import Result as Result
-    from .models import RunStats as RunStats
-    from .models import Timings as Timings
 
 _LAZY = {
     "Outcome": ".concurrency",
     "amap": ".concurrency",
     "amap_unordered": ".concurrency",
     "gather_limited": ".concurrency",
-    "BodyPolicy": ".config",
-    "Limits": ".config",
-    "RequestDefaults": ".config",
-    "RetryPolicy": ".config",
-    "Settings": ".config",
-    "Timeouts": ".config",
-    "TransportOptions": ".config",
-    "AsyncfetchError": ".errors",
-    "ConfigError": ".errors",
-    "ErrorKind": ".errors",
-    "InputError": ".errors",
-    "OutputError": ".errors",
-    "QueueError": ".errors",
-    "ResumeError": ".errors",
-    "TransportError": ".errors",
-    "Fetcher": ".fetcher",
-    "fetch_all": ".fetcher",
-    "run": ".fetcher",
-    "ErrorInfo": ".models",
-    "Request": ".models",
-    "Result": ".models",
-    "RunStats": ".models",
-    "Timings": ".models",
+    "BodyPolicy": "._settings",
+    "Limits": "._settings",
+    "RequestDefaults": "._settings",
+    "RetryPolicy": "._settings",
+    "Settings": "._settings",
+    "Timeouts": "._settings",
+    "TransportOptions": "._settings",
+    "AsyncfetchError": "._errors",
+    "ConfigError": "._errors",
+    "ErrorKind": "._errors",
+    "InputError": "._errors",
+    "OutputError": "._errors",
+    "QueueError": "._errors",
+    "ResumeError": "._errors",
+    "TransportError": "._errors",
+    "Fetcher": "._api",
+    "fetch_all": "._api",
+    "run": "._api",
+    "ErrorInfo": "._models",
+    "Request": "._models",
+    "Result": "._models",
+    "RunStats": "._models",
+    "Timings": "._models",
 }
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .errors import ConfigError
+from ._errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -11,7 +11,7 @@ from importlib import import_module
 import click
 
 from .. import __version__
-from ..collector import paused_collections
+from ..runtime.gc_tuning import paused_collections
 
 # name → (module, attribute, one-line help shown by ``asyncfetch --help``)
 _COMMANDS: dict[str, tuple[str, str, str]] = {

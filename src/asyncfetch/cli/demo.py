@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from .._errors import AsyncfetchError, ConfigError
 from ..demo.messages import LANGUAGES, messages
 from ..demo.options import DEFAULT_BULK, DEFAULT_BULK_CONCURRENCY, MAX_SCALE
-from ..errors import AsyncfetchError, ConfigError
 from .exit_codes import EXIT_FATAL, EXIT_INTERRUPTED
 
 
@@ -49,7 +49,7 @@ def demo_command(ctx: click.Context, lang: str, scale: float, bulk: int, concurr
     from rich.console import Console
 
     from ..demo.walkthrough import run_demo
-    from ..eventloop import run_coroutine
+    from ..runtime.eventloop import run_coroutine
 
     console = Console()
     try:

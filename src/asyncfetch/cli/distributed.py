@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from ..config import Settings, Timeouts
-from ..engine import Runner
-from ..errors import ConfigError
-from ..executor import RequestExecutor
-from ..limits import RateLimiter
-from ..models import Request, Response, RunStats
-from ..progress import ProgressReporter, summary_lines
+from .._errors import ConfigError
+from .._models import Request, Response, RunStats
+from .._settings import Settings, Timeouts
+from ..pipeline.executor import RequestExecutor
+from ..pipeline.runner import Runner
+from ..policy.limits import RateLimiter
+from ..report.progress import ProgressReporter, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .fetch import fetch_command
@@ -38,8 +38,8 @@ from .job import FetchJob
 from .run import chain_inputs, check_inputs, run_with_exit_codes, signal_handler
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
-    from ..queues.redis import JobKeys, Redis
-    from ..queues.redis_queue import RedisWorkQueue
+    from ..queues.redis.jobs import JobKeys, Redis
+    from ..queues.redis.worker_queue import RedisWorkQueue
 
 # fetch's options that say how a job's requests are made. They are fetch_command's own
 # parameter objects, so both commands take the same spellings, checks and defaults.
@@ -158,7 +158,7 @@ async def _enqueue(
     append: bool,
     console: Console,
 ) -> int:
-    from ..queues.redis import (
+    from ..queues.redis.jobs import (
         JobKeys,
         connected,
         create_job,
@@ -185,8 +185,8 @@ async def _enqueue(
 
 
 async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
-    from ..queues.redis import add_requests
-    from ..queues.redis_codec import encode_request
+    from ..queues.redis.codec import encode_request
+    from ..queues.redis.jobs import add_requests
 
     count = 0
     batch: list[bytes] = []
@@ -277,7 +277,7 @@ class _Worker:
         return FetchJob.from_options(options)
 
     async def run(self, console: Console) -> int:
-        from ..queues.redis import JobKeys, connected, load_options
+        from ..queues.redis.jobs import JobKeys, connected, load_options
         from ..transport.factory import open_transport, resolve_engine
 
         keys = JobKeys(self.job)
@@ -308,7 +308,7 @@ class _Worker:
         settings: Settings,
         transport: Transport,
     ) -> tuple[Runner, RedisWorkQueue]:
-        from ..queues.redis_queue import (
+        from ..queues.redis.worker_queue import (
             RedisResultStore,
             RedisWorkQueue,
             WorkerOptions,
@@ -333,7 +333,7 @@ def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> RateLi
     rate, per_host_rate = stored.get("rate"), stored.get("per_host_rate")
     if rate is None and per_host_rate is None:
         return None
-    from ..queues.redis_rate import RedisRateLimiter
+    from ..queues.redis.rate import RedisRateLimiter
 
     return RedisRateLimiter(client, keys, rate=rate, per_host_rate=per_host_rate)
 
@@ -435,8 +435,8 @@ async def _collect(
     console: Console,
     quiet: bool,
 ) -> int:
-    from ..queues.redis import JobKeys, connected, load_options
-    from ..queues.redis_collect import ResultReader
+    from ..queues.redis.collect import ResultReader
+    from ..queues.redis.jobs import JobKeys, connected, load_options
     from ..sinks import open_sink
 
     keys = JobKeys(job)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..collector import paused_collections
+from ..runtime.gc_tuning import paused_collections
 from .exit_codes import EXIT_USAGE
 from .job import FetchJob, parse_header
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..config import (
+from .._settings import (
     BodyPolicy,
     Limits,
     RequestDefaults,
@@ -100,7 +100,7 @@ class FetchJob(NamedTuple):
         """The options that shape requests and records: a resume must not change them.
 
         Keys are option names (for messages); ``header``, ``data`` and ``proxy`` are
-        hashed before they are stored (see asyncfetch.resume.fingerprint).
+        hashed before they are stored (see asyncfetch.resume.reopen.fingerprint).
         """
         defaults = self.request_defaults()
         return {

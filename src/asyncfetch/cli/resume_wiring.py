@@ -11,23 +11,23 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..dedupe import drop_repeat_batches, skip_done_batches
-from ..errors import ConfigError, ResumeError
-from ..journal_base import journal_path
-from ..models import Item, RunStats
+from .._errors import ConfigError, ResumeError
+from .._models import Item, RunStats
+from ..pipeline.stats import StatsCollector
+from ..pipeline.stores import JournaledStore, SinkStore
 from ..queues.base import ResultStore
-from ..recent_ids import RECENT_IDS
+from ..resume.filters import drop_repeat_batches, skip_done_batches
+from ..resume.location import journal_path
+from ..resume.recent_ids import RECENT_IDS
 from ..sinks import JsonlSink, open_sink
 from ..sinks import _resolve_format as resolve_output_format
-from ..stats import StatsCollector
-from ..stores import JournaledStore, SinkStore
 from .console import Printer
 from .job import FetchJob
 
 if TYPE_CHECKING:
     # Only --resume needs these (and sqlite3 behind them); _open_journaled imports them.
-    from ..journal import Journal
-    from ..resume import ResumeReport
+    from ..resume.journal import Journal
+    from ..resume.reopen import ResumeReport
 
 Batches = AsyncIterator[list[Item]]
 
@@ -107,8 +107,8 @@ def _refuse_journaled_output(job: FetchJob) -> None:
 async def _open_journaled(
     job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, batches: Batches, console: Printer
 ) -> StoreWiring:
-    from ..journal_rewrite import fsync_directory
-    from ..resume import fingerprint, open_for_resume
+    from ..resume.reopen import fingerprint, open_for_resume
+    from ..resume.rewrite import fsync_directory
     from ..sinks import CsvSink
 
     if job.output in (None, "-"):

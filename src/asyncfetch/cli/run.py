@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..collector import fewer_collections
-from ..config import Settings
-from ..engine import Runner
-from ..errors import ConfigError, InputError, OutputError, QueueError, ResumeError
-from ..eventloop import run_coroutine
-from ..executor import RequestExecutor, SaveBody
-from ..limits import GcraRateMeter
-from ..models import InvalidInput, Request, Response, RunStats
-from ..progress import ProgressReporter, summary_dict, summary_lines
+from .._errors import ConfigError, InputError, OutputError, QueueError, ResumeError
+from .._models import InvalidInput, Request, Response, RunStats
+from .._settings import Settings
+from ..pipeline.executor import RequestExecutor, SaveBody
+from ..pipeline.runner import Runner
+from ..pipeline.stats import StatsCollector
+from ..policy.limits import GcraRateMeter
 from ..queues.memory import MemoryQueue
+from ..report.progress import ProgressReporter, summary_dict, summary_lines
+from ..runtime.eventloop import run_coroutine
+from ..runtime.gc_tuning import fewer_collections
 from ..sources.batching import Flattened
-from ..stats import StatsCollector
 from ..transport.factory import open_transport, resolve_engine
 from .console import LazyConsole, Printer
 from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE

@@ -49,8 +49,8 @@ class _StatusError(Exception):
 
 
 def _local_status(output: str | None) -> dict[str, Any]:
-    from ..journal import journal_path
-    from ..resume import journal_status
+    from ..resume.journal import journal_path
+    from ..resume.reopen import journal_status
 
     path = journal_path(output or "")
     if not path.is_file():
@@ -62,9 +62,9 @@ def _local_status(output: str | None) -> dict[str, Any]:
 
 
 def _redis_status(redis_url: str, job: str) -> dict[str, Any]:
-    from ..errors import ConfigError, QueueError
-    from ..eventloop import run_coroutine
-    from ..queues.redis import job_status
+    from .._errors import ConfigError, QueueError
+    from ..queues.redis.jobs import job_status
+    from ..runtime.eventloop import run_coroutine
 
     try:
         return run_coroutine(job_status(redis_url, job))

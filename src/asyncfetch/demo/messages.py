@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from .._errors import ConfigError
 
 LANGUAGES = ("ko", "en")
 

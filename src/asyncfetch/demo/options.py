@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from .._errors import ConfigError
 from .messages import LANGUAGES
 
 DEFAULT_BULK = 1000

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ConfigError
+from .._errors import ConfigError
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

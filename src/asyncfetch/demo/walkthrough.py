@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from .. import Fetcher, Request, Result, Timeouts, fetch_all
-from ..errors import AsyncfetchError
+from .._errors import AsyncfetchError
 from .messages import Messages, messages
 from .options import DEFAULT_BULK, DEFAULT_BULK_CONCURRENCY, check_options
 from .server import BULK_LATENCY_S, DemoServer

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..models import InvalidInput, Request, Result
+from .._models import InvalidInput, Request, Result
 
 
 @dataclass(slots=True, init=False)
@@ -24,7 +24,7 @@ class WorkItem:
     token: str | None = None
     deliveries: int = 1
 
-    # Written out for the reason given in models.py: compiled, it is native code.
+    # Written out for the reason given in _models.py: compiled, it is native code.
     def __init__(
         self,
         request: Request | InvalidInput,

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
-from ..models import Item
+from .._models import Item
 from .base import WorkItem
 
 

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
-from ..lazy_exports import lazy_exports
+from .._errors import ConfigError
+from .._lazy import lazy_exports
 from .base import Sink
 from .jsonl import JsonlSink
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from ..errors import OutputError, caused_by
-from ..models import Result
+from .._errors import OutputError, caused_by
+from .._models import Result
 
 DEFAULT_BATCH_BYTES = 1024 * 1024
 # Below this a write to a regular file takes microseconds; a thread hop would cost more.

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import orjson
 
-from ..models import Result
-from ..optional_c import optional_c_function
+from .._models import Result
+from .._optional_c import optional_c_function
 
 FlatValue = str | int | float | None
 

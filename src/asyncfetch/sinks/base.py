@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..models import Result
+from .._models import Result
 
 
 class Sink(Protocol):
@@ -13,7 +13,7 @@ class Sink(Protocol):
 
     ``write`` may buffer; ``flush(durable=True)`` returns only once everything written so
     far is on stable storage (fsync), which the resume journal relies on. Failures to
-    write raise :class:`asyncfetch.errors.OutputError`.
+    write raise :class:`asyncfetch._errors.OutputError`.
     """
 
     async def write(self, results: Sequence[Result]) -> None: ...

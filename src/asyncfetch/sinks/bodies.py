@@ -19,7 +19,7 @@ import secrets
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ..errors import OutputError
+from .._errors import OutputError
 from ._files import describe_os_error
 
 # Lower case only: on case-insensitive file systems "A" and "a" would be one file.

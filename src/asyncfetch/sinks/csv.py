@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ConfigError, OutputError, caused_by
-from ..models import Result
+from .._errors import ConfigError, OutputError, caused_by
+from .._models import Result
 from ._files import (
     DEFAULT_BATCH_BYTES,
     BufferedFileSink,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ..models import Result
+from .._models import Result
 from ._files import (
     DEFAULT_BATCH_BYTES,
     BufferedFileSink,

@@ -25,8 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from ..errors import OutputError
-from ..models import Result
+from .._errors import OutputError
+from .._models import Result
 from ._records import FlatValue, dumps, flat_columns, flat_row
 
 T = TypeVar("T")

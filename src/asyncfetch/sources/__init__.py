@@ -1,15 +1,15 @@
 """Input readers: turn text, JSONL or CSV lines into Requests (or InvalidInput records).
 
-Every bad line becomes exactly one :class:`~asyncfetch.models.InvalidInput` and reading
+Every bad line becomes exactly one :class:`~asyncfetch._models.InvalidInput` and reading
 goes on; only a problem with the input as a whole (it cannot be opened or read, a CSV
-header lacks a url column) raises :class:`~asyncfetch.errors.InputError`.
+header lacks a url column) raises :class:`~asyncfetch._errors.InputError`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..lazy_exports import lazy_exports
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .detect import detect_format as detect_format

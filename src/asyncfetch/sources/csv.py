@@ -14,9 +14,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import RequestDefaults
-from ..errors import InputError
-from ..models import InvalidInput, Request
+from .._errors import InputError
+from .._models import InvalidInput, Request
+from .._settings import RequestDefaults
 from .reader import MAX_LINE_BYTES, LineStream
 from .spec import build_request, invalid_input
 

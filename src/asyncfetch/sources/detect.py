@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import PurePath
 
-from ..errors import ConfigError
+from .._errors import ConfigError
 from .reader import BOM
 
 FORMATS = ("text", "jsonl", "csv")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import Any
 
-from ..config import RequestDefaults
-from ..errors import InputError
-from ..models import InvalidInput, Request
+from .._errors import InputError
+from .._models import InvalidInput, Request
+from .._settings import RequestDefaults
 from .spec import build_request, invalid_input, url_request
 from .validate import type_name
 

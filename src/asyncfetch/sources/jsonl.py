@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from ..config import RequestDefaults
-from ..errors import InputError, caused_by
-from ..models import InvalidInput, Request
+from .._errors import InputError, caused_by
+from .._models import InvalidInput, Request
+from .._settings import RequestDefaults
 from .batching import parsed_batches
 from .reader import MAX_LINE_BYTES, LineBatch, LineStream, RawLine, is_candidate
 from .spec import build_request, invalid_input

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, NamedTuple, TypeVar
 
-from ..errors import InputError, caused_by
+from .._errors import InputError, caused_by
 
 CHUNK_SIZE = 64 * 1024
 # Long enough for a JSONL spec carrying a sizeable body, short enough that one runaway

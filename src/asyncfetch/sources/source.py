@@ -6,8 +6,8 @@ import os
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
-from ..config import RequestDefaults
-from ..models import Item
+from .._models import Item
+from .._settings import RequestDefaults
 from .batching import flatten
 from .detect import check_format, detect_format
 from .reader import STDIN, LineStream, check_readable, open_stream
@@ -49,10 +49,10 @@ def open_source(
     :func:`detect_format`; stdin is sniffed from its first lines). Each bad line yields one
     :class:`InvalidInput` and reading goes on.
 
-    A missing, unreadable or directory path raises :class:`~asyncfetch.errors.InputError`
+    A missing, unreadable or directory path raises :class:`~asyncfetch._errors.InputError`
     here, at the call; a failure that happens later (the file vanishing before it is
     opened, a read error, a CSV header without a url column) raises InputError from the
-    iteration. An unknown ``input_format`` raises :class:`~asyncfetch.errors.ConfigError`.
+    iteration. An unknown ``input_format`` raises :class:`~asyncfetch._errors.ConfigError`.
     Close the generator (``aclose()``, or ``contextlib.aclosing``) when stopping early.
 
     This is :func:`open_source_batches` one item at a time.

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from ..config import RequestDefaults
-from ..errors import InputError
-from ..models import Headers, InvalidInput, Request, request_ids
+from .._errors import InputError
+from .._models import Headers, InvalidInput, Request, request_ids
+from .._settings import RequestDefaults
 from .validate import (
     excerpt,
     known_valid_url,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from ..config import RequestDefaults
-from ..models import InvalidInput, Request
+from .._models import InvalidInput, Request
+from .._settings import RequestDefaults
 from .batching import parsed_batches
 from .reader import LineBatch, LineStream, RawLine, is_candidate
 from .spec import UrlRequests, invalid_input, url_request

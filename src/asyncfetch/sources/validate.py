@@ -1,6 +1,6 @@
 """Checks for the parts of a request that come from untrusted input: URL, method, headers.
 
-Each check raises :class:`~asyncfetch.errors.InputError` with a message that says what is
+Each check raises :class:`~asyncfetch._errors.InputError` with a message that says what is
 wrong and how to fix it, so a bad line becomes one readable ``invalid_input`` record.
 """
 
@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Final
 
-from ..errors import InputError, caused_by
+from .._errors import InputError, caused_by
 
 MAX_URL_LENGTH: Final = 8192
 MAX_METHOD_LENGTH = 32

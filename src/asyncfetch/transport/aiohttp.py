@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-from ..config import Timeouts, TransportOptions
-from ..errors import (
+from .._errors import (
     CancelledRequestError,
     ConnectError,
     DNSError,
@@ -28,7 +27,8 @@ from ..errors import (
     TooLargeError,
     TransportError,
 )
-from ..models import Request, Response
+from .._models import Request, Response
+from .._settings import Timeouts, TransportOptions
 
 _CHUNK = 64 * 1024
 # Servers in the wild send long cookies and CSP headers; aiohttp's 8 KiB default rejects

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..config import Timeouts
-from ..models import Request, Response
+from .._models import Request, Response
+from .._settings import Timeouts
 
 
 class Transport(Protocol):
     """Sends one request without following redirects.
 
-    Implementations must raise only :class:`asyncfetch.errors.TransportError` subclasses
+    Implementations must raise only :class:`asyncfetch._errors.TransportError` subclasses
     for request failures, read at most ``max_body`` decoded bytes (raising TooLargeError
     beyond), and honour ``timeouts.connect`` and ``timeouts.read``. The caller bounds the
     whole attempt with ``timeouts.total``.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..errors import ConfigError
+from .._errors import ConfigError
+from .._settings import Settings
 from .base import Transport
 
 ENGINES = ("auto", "aiohttp", "fast")
@@ -11,7 +11,7 @@ ENGINES = ("auto", "aiohttp", "fast")
 
 def _fast_supports(settings: Settings) -> bool:
     try:
-        from .fast import FastTransport
+        from .fast.transport import FastTransport
     except ImportError:
         return False
     return bool(FastTransport.supports(settings.transport))
@@ -32,7 +32,7 @@ def open_transport(engine: str, settings: Settings) -> Transport:
     """A new transport for ``engine`` (already resolved), sized by the run's limits."""
     limits = settings.limits
     if engine == "fast":
-        from .fast import FastTransport
+        from .fast.transport import FastTransport
 
         return FastTransport(settings.transport, per_host_connections=limits.per_host)
     from .aiohttp import AiohttpTransport

@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
-from ..config import Timeouts
-from ..errors import RedirectError, caused_by
-from ..models import Request, Response
-from ..redact import CREDENTIAL_HEADERS, redact_url
+from .._errors import RedirectError, caused_by
+from .._models import Request, Response
+from .._settings import Timeouts
+from ..policy.redact import CREDENTIAL_HEADERS, redact_url
 from .base import Transport
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})

@@ -1,0 +1,139 @@
+"""Validated, keyword-only settings. A bad value raises ConfigError saying how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._errors import ConfigError
+
+BODY_MODES = ("auto", "text", "base64", "none")
+DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _positive_or_none(name: str, value: float | None) -> None:
+    _require(value is None or value > 0, f"{name} must be a positive number of seconds or None")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """How hard to push: total in-flight requests, in-flight per host, requests per second."""
+
+    concurrency: int = 100
+    per_host: int = 8
+    rate: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.concurrency >= 1, "concurrency must be at least 1, e.g. concurrency=100")
+        _require(self.per_host >= 1, "per_host must be at least 1, e.g. per_host=8")
+        _require(self.rate is None or self.rate > 0, "rate must be > 0 requests/s, or None")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeouts:
+    """Per attempt: ``total`` bounds the whole attempt, ``connect`` and ``read`` its parts."""
+
+    total: float | None = 30.0
+    connect: float | None = 10.0
+    read: float | None = 30.0
+
+    def __post_init__(self) -> None:
+        _positive_or_none("total timeout", self.total)
+        _positive_or_none("connect timeout", self.connect)
+        _positive_or_none("read timeout", self.read)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """RFC 9110 retries with capped exponential backoff and full jitter."""
+
+    retries: int = 3
+    retry_non_idempotent: bool = False
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 120.0
+    statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+
+    def __post_init__(self) -> None:
+        _require(self.retries >= 0, "retries must be 0 or more")
+        _require(self.backoff_base >= 0, "backoff_base must be >= 0 seconds")
+        _require(self.backoff_cap >= self.backoff_base, "backoff_cap must be >= backoff_base")
+        _require(self.retry_after_cap >= 0, "retry_after_cap must be >= 0 seconds")
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BodyPolicy:
+    """What to keep of each response body and where."""
+
+    mode: str = "auto"
+    max_body: int = 10 * 1024 * 1024
+    save_dir: Path | None = None
+    include_headers: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.mode in BODY_MODES, f"body mode must be one of {', '.join(BODY_MODES)}")
+        _require(self.max_body >= 0, "max_body must be >= 0 bytes")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransportOptions:
+    """Connection-level choices shared by every request of a run."""
+
+    max_redirects: int = 10
+    insecure: bool = False
+    cacert: Path | None = None
+    proxy: str | None = None
+    user_agent: str = "asyncfetch/0.1"
+
+    def __post_init__(self) -> None:
+        _require(self.max_redirects >= 0, "max_redirects must be >= 0 (0 = do not follow)")
+        _require(
+            self.cacert is None or self.cacert.is_file(),
+            f"cacert file not found: {self.cacert}",
+        )
+        _require(
+            self.proxy is None or self.proxy.startswith(("http://", "https://")),
+            "proxy must be an http:// or https:// URL",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    """Everything a run needs besides its input and output."""
+
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    body: BodyPolicy = field(default_factory=BodyPolicy)
+    transport: TransportOptions = field(default_factory=TransportOptions)
+    grace_period: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequestDefaults:
+    """Applied to every input request: method and data for bare URL lines, extra headers."""
+
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            self.method.isalpha() and self.method.isascii(),
+            f"method must be an HTTP token such as GET or POST, not {self.method!r}",
+        )
+        for name, value in self.headers:
+            _require(
+                bool(name) and name.isascii() and ":" not in name and " " not in name,
+                f"invalid header name {name!r}; use -H 'Name: value'",
+            )
+            _require("\r" not in value and "\n" not in value, f"header {name} has a line break")

@@ -1,0 +1,1 @@
+"""The run loop: runner, executor, hand-off to the writer, stores, statistics."""

@@ -1,0 +1,1 @@
+"""Pure per-request decisions: limits, retries, deadlines, redaction, host keys."""

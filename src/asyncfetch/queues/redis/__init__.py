@@ -1,0 +1,1 @@
+"""Distributed jobs on Redis Streams."""

@@ -1,0 +1,448 @@
+"""A worker's side of a Redis job: the WorkQueue it reads and the ResultStore it commits to.
+
+Imports redis, as only the ``queues/redis/`` package may (see ``jobs.py``).
+
+Delivery guarantees, and why they hold:
+
+* A request leaves the job only when its entry is acknowledged, and it is acknowledged
+  only in the same atomic step that writes its result record (or its dead letter). A
+  worker that dies, kill -9 included, leaves its entries pending in the consumer group,
+  and after the lease other workers take them over with XAUTOCLAIM. Nothing is lost.
+* The atomic step is a Lua script, which Redis runs exactly as it runs MULTI/EXEC
+  (nothing else runs in between). A script is used rather than MULTI because it can make
+  each XADD of a result conditional on its XACK having taken effect: when a slow worker
+  and the worker that reclaimed its entry both finish, or a commit is resent after a lost
+  reply, only the first writes a record. The results stream therefore holds one record
+  per entry, and ``collect`` still deduplicates by request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..._models import InvalidInput, Request
+from ..._settings import Settings
+from ..base import Completed, WorkItem
+from .codec import dead_letter_record, decode_request, encode_result
+from .jobs import (
+    GROUP,
+    JobKeys,
+    Redis,
+    as_text,
+    read_counts,
+    retrying,
+)
+
+log = logging.getLogger("asyncfetch")
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+# KEYS: requests, results, meta, ticks.
+# ARGV: group, consumer, then (entry id, request id, record) per result.
+_COMMIT = """
+local written = 0
+for i = 3, #ARGV, 3 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i + 1], 'entry', ARGV[i], 'by', ARGV[2],
+               'r', ARGV[i + 2])
+    written = written + 1
+  end
+end
+if written > 0 then
+  redis.call('HINCRBY', KEYS[3], 'done', written)
+  local tick = redis.call('XADD', KEYS[4], '*', 'n', written)
+  local millis = tonumber(string.match(tick, '^(%d+)'))
+  redis.call('XTRIM', KEYS[4], 'MINID', '~', string.format('%.0f', millis - 120000))
+end
+return written
+"""
+
+# KEYS: requests, dead, meta. ARGV: group, entry id, request id, dead record, request.
+_DEAD_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'entry', ARGV[2], 'r', ARGV[4],
+             'request', ARGV[5])
+  redis.call('HINCRBY', KEYS[3], 'dead', 1)
+  return 1
+end
+return 0
+"""
+
+# KEYS: requests. ARGV: group, consumer. Deleting a consumer drops its pending entries,
+# so it is done only when it has none, checked in the same atomic step.
+_FORGET_CONSUMER = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+# From this many deliveries on, an entry has been with a worker that died at least twice:
+# it may be the poison. A worker holds at most one such suspect at a time, so that when a
+# poison crashes it, innocent suspects are not in its hands and do not collect deliveries
+# towards the dead-letter limit (which should therefore be at least this number).
+SUSPECT_FROM = 3
+_COMMIT_CHUNK_ITEMS = 100
+_RELEASED_IDLE_MS = 30 * 24 * 3600 * 1000  # longer than any sensible lease
+_UNBOUNDED_ATTEMPT_S = 300.0
+_LEASE_MARGIN_S = 30.0
+_COMMIT_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkerOptions:
+    """How one worker takes part in a job.
+
+    ``prefetch`` bounds the entries read ahead of the engine: a dead worker strands at
+    most that many (plus those in flight) until their lease runs out.
+    """
+
+    consumer: str
+    prefetch: int
+    lease_s: float
+    max_deliveries: int
+    follow: bool = False
+    block_s: float = 1.0
+
+    @property
+    def reclaim_every_s(self) -> float:
+        return max(0.2, min(self.lease_s / 2, 10.0))
+
+
+def default_lease_s(settings: Settings) -> float:
+    """A lease longer than the worst case of one request: every attempt timing out, the
+    longest backoff (or honoured Retry-After) between attempts, and a margin. A shorter
+    lease never duplicates records, but a slow request may then be sent twice."""
+    retry = settings.retry
+    per_attempt = settings.timeouts.total or _UNBOUNDED_ATTEMPT_S
+    between = max(retry.backoff_cap, retry.retry_after_cap)
+    return per_attempt * retry.max_attempts + between * retry.retries + _LEASE_MARGIN_S
+
+
+class RedisWorkQueue:
+    """WorkItems from the job's stream via XREADGROUP; ends when the job is complete."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: JobKeys,
+        options: WorkerOptions,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._options = options
+        self._clock = clock
+        self._items: asyncio.Queue[WorkItem | None] = asyncio.Queue(options.prefetch)
+        self._feeder: asyncio.Task[None] | None = None
+        self._unstarted: dict[str, int] = {}
+        self._suspect: str | None = None
+        self._claim_cursor = "0-0"
+        self._next_reclaim = 0.0
+        self._dead_letter = client.register_script(_DEAD_LETTER)
+        self.reclaimed = 0
+        self.dead_lettered = 0
+
+    async def get(self) -> WorkItem | None:
+        if self._feeder is None:
+            self._feeder = asyncio.create_task(self._feed(), name="asyncfetch-redis-reader")
+        item = await self._items.get()
+        if item is None:
+            self._items.put_nowait(None)  # every worker task must see the end
+        return item
+
+    def stop(self) -> None:
+        """Hand out nothing more; what was read ahead is released in :meth:`aclose`."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+        self._take_unstarted()
+        self._items.put_nowait(None)
+
+    async def aclose(self) -> None:
+        """Give back every entry this worker still holds; the engine has stopped by now."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+            await asyncio.gather(self._feeder, return_exceptions=True)
+        self._take_unstarted()
+        try:
+            await self._give_back_all()
+            await self._forget_consumer()
+        except (RedisError, OSError) as error:
+            # One attempt only: a worker must not hang on exit while Redis is down.
+            log.warning("could not give back unstarted requests (%s); others will", error)
+
+    def feeder_error(self) -> BaseException | None:
+        """The error (a QueueError after a long outage, say) that ended reading, if any."""
+        if self._feeder is None or not self._feeder.done() or self._feeder.cancelled():
+            return None
+        return self._feeder.exception()
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        try:
+            await self._drain_own_pending()
+            while True:
+                if time.monotonic() >= self._next_reclaim:
+                    await self._reclaim()
+                if await self._read_new() == 0 and await self._finished():
+                    break
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await self._items.put(None)  # let the engine finish what it holds, then end
+            raise
+        await self._items.put(None)
+
+    async def _finished(self) -> bool:
+        if self._options.follow:
+            return False
+        counts = await retrying(lambda: read_counts(self._client, self._keys), "reading job")
+        return counts is not None and counts.complete
+
+    async def _drain_own_pending(self) -> None:
+        """After a restart under the same name, finish our own pending entries first."""
+        cursor = "0-0"
+        while entries := await self._read(cursor, block_ms=None):
+            cursor = as_text(entries[-1][0])
+            await self._hand_out(entries, fresh=False)
+
+    async def _read_new(self) -> int:
+        entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
+        await self._hand_out(entries, fresh=True)
+        return len(entries)
+
+    async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+        count = max(1, self._items.maxsize - self._items.qsize())
+        streams: dict[Any, Any] = {self._keys.requests: start}
+        reply: Any = await retrying(
+            lambda: self._client.xreadgroup(
+                GROUP, self._options.consumer, streams, count=count, block=block_ms
+            ),
+            "reading requests",
+        )
+        if not reply:
+            return []
+        entries: list[Entry] = reply[0][1]
+        return entries
+
+    async def _reclaim(self) -> None:
+        """XAUTOCLAIM entries whose holder has been silent for longer than the lease."""
+        options = self._options
+        count = max(1, self._items.maxsize - self._items.qsize())
+        reply = await retrying(
+            lambda: self._client.xautoclaim(
+                self._keys.requests,
+                GROUP,
+                options.consumer,
+                min_idle_time=int(options.lease_s * 1000),
+                start_id=self._claim_cursor,
+                count=count,
+            ),
+            "reclaiming requests",
+        )
+        self._claim_cursor = as_text(reply[0])
+        # A cursor other than 0-0 means more may be claimable: look again at once.
+        wait = options.reclaim_every_s if self._claim_cursor == "0-0" else 0.0
+        self._next_reclaim = time.monotonic() + wait
+        entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
+        if entries:
+            self.reclaimed += len(entries)
+            log.info("reclaimed %d requests whose lease ran out", len(entries))
+            await self._hand_out(entries, fresh=False)
+
+    async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> None:
+        """Queue entries for the engine; dead-letter those delivered too many times and
+        give back suspects beyond the one this worker may hold."""
+        deliveries = {} if fresh else await self._deliveries([entry for entry, _ in entries])
+        give_back: list[tuple[str, int]] = []
+        for entry_id, fields in entries:
+            if not fields:
+                continue  # deleted from the stream by hand: nothing left to run
+            token = as_text(entry_id)
+            item = _decode(fields)
+            count = deliveries.get(token, 1)
+            if count > self._options.max_deliveries:
+                await self._send_to_dead_letters(token, item, fields, count)
+                continue
+            if count >= SUSPECT_FROM:
+                if self._suspect is not None:
+                    give_back.append((token, count - 1))
+                    continue
+                self._suspect = token
+            await self._items.put(
+                WorkItem(item, enqueued_at=self._clock(), token=token, deliveries=count)
+            )
+        await self._release(give_back)
+
+    def committed(self, tokens: set[str]) -> None:
+        """Called by the store: the held suspect, if committed, no longer blocks others."""
+        if self._suspect in tokens:
+            self._suspect = None
+
+    async def _deliveries(self, entry_ids: list[bytes]) -> dict[str, int]:
+        """How often each entry has been delivered (XPENDING; XREADGROUP does not say)."""
+
+        async def query() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for entry_id in entry_ids:
+                    pipe.xpending_range(self._keys.requests, GROUP, entry_id, entry_id, 1)
+                replies: list[Any] = await pipe.execute()
+                return replies
+
+        replies = await retrying(query, "reading delivery counts")
+        return {
+            as_text(row["message_id"]): int(row["times_delivered"])
+            for reply in replies
+            for row in reply
+        }
+
+    async def _send_to_dead_letters(
+        self, token: str, item: Request | InvalidInput, fields: dict[bytes, bytes], count: int
+    ) -> None:
+        # The delivery that brought it here is not counted: it was never attempted.
+        handed_out = count - 1
+        reason = (
+            f"delivered {handed_out} times without a result: each worker handling it"
+            f" crashed or held it past the lease of {self._options.lease_s:g} s"
+        )
+        record_id = item.record_id if isinstance(item, InvalidInput) else item.id
+        record = dead_letter_record(item, token, handed_out, reason)
+        keys = self._keys
+        acked = await retrying(
+            lambda: self._dead_letter(
+                keys=[keys.requests, keys.dead, keys.meta],
+                args=[GROUP, token, record_id, record, fields[b"r"]],
+            ),
+            "dead-lettering a request",
+        )
+        if acked:
+            self.dead_lettered += 1
+            log.warning("dead-lettered request %s after %d deliveries", record_id, handed_out)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def _take_unstarted(self) -> None:
+        while not self._items.empty():
+            item = self._items.get_nowait()
+            if item is not None and item.token is not None:
+                self._unstarted[item.token] = item.deliveries - 1
+
+    async def _give_back_all(self) -> None:
+        """Release our whole pending list: read-ahead entries, and entries a cancelled
+        read or hand-out had fetched without queueing them (their count is kept)."""
+        rows: list[Any] = await self._client.xpending_range(
+            self._keys.requests, GROUP, "-", "+", 100_000, consumername=self._options.consumer
+        )
+        await self._release_now(
+            [
+                (token, self._unstarted.get(token, int(row["times_delivered"])))
+                for row in rows
+                if (token := as_text(row["message_id"]))
+            ]
+        )
+
+    async def _release(self, entries: list[tuple[str, int]]) -> None:
+        if entries:
+            await retrying(lambda: self._release_now(entries), "releasing requests")
+
+    async def _release_now(self, entries: list[tuple[str, int]]) -> None:
+        """Make entries claimable by any worker at once.
+
+        XCLAIM to ourselves with a long IDLE marks them as abandoned for any worker's
+        lease; RETRYCOUNT sets their delivery count (callers take back the delivery that
+        brought an entry they did not attempt).
+        """
+        if not entries:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for token, deliveries in entries:
+                pipe.xclaim(
+                    self._keys.requests,
+                    GROUP,
+                    self._options.consumer,
+                    0,
+                    [token],
+                    idle=_RELEASED_IDLE_MS,
+                    retrycount=deliveries,
+                    justid=True,
+                )
+            await pipe.execute()
+
+    async def _forget_consumer(self) -> None:
+        """Drop this consumer from the group when it holds nothing (tidier status)."""
+        script = self._client.register_script(_FORGET_CONSUMER)
+        await script(keys=[self._keys.requests], args=[GROUP, self._options.consumer])
+
+
+def _decode(fields: dict[bytes, bytes]) -> Request | InvalidInput:
+    payload = fields.get(b"r", b"")
+    try:
+        return decode_request(payload)
+    except (ValueError, KeyError, TypeError) as error:
+        # Still owed a record: it becomes an invalid_input result, not a crash loop.
+        message = f"malformed queued request ({type(error).__name__})"
+        raw = payload[:200].decode("utf-8", "replace")
+        return InvalidInput(line=None, message=message, raw=raw)
+
+
+class RedisResultStore:
+    """Commits results: XADD each record and XACK its entry in one atomic script."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: JobKeys,
+        consumer: str,
+        *,
+        on_commit: Callable[[set[str]], None] | None = None,
+    ) -> None:
+        self._keys = keys
+        self._consumer = consumer
+        self._commit = client.register_script(_COMMIT)
+        self._on_commit = on_commit
+        self.duplicates = 0
+
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        for chunk in _chunks(batch):
+            args: list[str | bytes] = [GROUP, self._consumer]
+            for item, result in chunk:
+                if item.token is None:
+                    raise ValueError("a Redis job item must carry its stream entry id")
+                args += [item.token, result.id, encode_result(result)]
+            keys = self._keys
+            send = partial(
+                self._commit, keys=[keys.requests, keys.results, keys.meta, keys.ticks], args=args
+            )
+            written = await retrying(send, "committing results")
+            # Not written: another worker (or our own earlier, unanswered attempt)
+            # already acknowledged the entry with its record.
+            self.duplicates += len(chunk) - int(written)
+            if self._on_commit is not None:
+                self._on_commit({item.token for item, _result in chunk if item.token})
+
+    async def aclose(self) -> None:
+        """Nothing to flush: every commit is durable in Redis when it returns."""
+
+
+def _chunks(batch: Sequence[Completed]) -> list[Sequence[Completed]]:
+    """Split a batch so that no single script call carries megabytes of bodies."""
+    chunks: list[Sequence[Completed]] = []
+    start = size = 0
+    for index, (_item, result) in enumerate(batch):
+        size += result.bytes + 512
+        if index > start and (index - start >= _COMMIT_CHUNK_ITEMS or size > _COMMIT_CHUNK_BYTES):
+            chunks.append(batch[start:index])
+            start, size = index, result.bytes + 512
+    if start < len(batch):
+        chunks.append(batch[start:])
+    return chunks

@@ -1,0 +1,1 @@
+"""Seeing a run: progress, the end-of-run summary."""

@@ -1,0 +1,1 @@
+"""Resume: the journal, opening and repairing a run, input filters."""

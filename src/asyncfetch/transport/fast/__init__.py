@@ -1,0 +1,1 @@
+"""The fast transport: HTTP/1.1 on asyncio Protocols and llhttp."""

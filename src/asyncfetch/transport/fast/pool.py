@@ -1,0 +1,228 @@
+"""How the fast transport makes connections and keeps them: bounded keep-alive pools,
+one per (scheme, host, port)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from ..._errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
+from .connection import Connection, Outbox
+
+Connector = Callable[[float | None], Awaitable[Connection]]
+
+
+class HostPool:
+    """Keep-alive connections to one origin.
+
+    At most ``limit`` connections exist at once (idle, busy or being opened). Callers past
+    the bound wait in FIFO order and are handed a released connection directly, so a burst
+    never opens more sockets than the bound. Idle connections are reused last-in first-out:
+    the most recently used one is the least likely to have been closed by the server, and
+    the oldest ones collect at the left end where expiry finds them.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_connect",
+        "_idle",
+        "_idle_timeout",
+        "_limit",
+        "_loop",
+        "_size",
+        "_waiters",
+    )
+
+    def __init__(
+        self,
+        connect: Connector,
+        *,
+        limit: int,
+        idle_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._connect = connect
+        self._limit = limit
+        self._idle_timeout = idle_timeout
+        self._loop = loop
+        self._idle: deque[Connection] = deque()
+        self._size = 0  # connections that exist or are being opened
+        self._closed = False
+        # A waiter gets a connection, or None meaning "a slot is free: open one".
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+
+    @property
+    def unused(self) -> bool:
+        return self._size == 0 and not self._waiters
+
+    async def acquire(self, connect_timeout: float | None) -> tuple[Connection, float | None]:
+        """A connection and the ms it took to open (None when an idle one was reused)."""
+        while True:
+            conn = self._pop_idle()
+            if conn is not None:
+                return conn, None
+            if self._size < self._limit:
+                self._size += 1
+                return await self._open(connect_timeout)
+            conn = await self._wait()
+            if conn is not None:
+                return conn, None
+
+    def take_idle(self) -> Connection | None:
+        """An idle connection now, or None (none idle, or callers already queued for one)."""
+        if self._waiters:
+            return None  # they were first in line
+        return self._pop_idle()
+
+    async def replace(
+        self, dead: Connection, connect_timeout: float | None
+    ) -> tuple[Connection, float]:
+        """Open a fresh connection in the slot of ``dead``, so a retry never waits in line."""
+        dead.abort()
+        return await self._open(connect_timeout)
+
+    def release(self, conn: Connection) -> None:
+        """Give back a connection after a complete exchange; unusable ones are closed."""
+        if self._closed or not conn.reusable():
+            self.discard(conn)
+            return
+        conn.park()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle = True
+        conn.idle_since = self._loop.time()
+        self._idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """Close a connection that ended badly (error, cancellation) and free its slot."""
+        conn.abort()
+        self._free_slot()
+
+    def on_idle_lost(self, conn: Connection) -> None:
+        """The server closed an idle connection: forget it now rather than at reuse."""
+        if conn.idle:
+            conn.idle = False
+            self._idle.remove(conn)
+            self._free_slot()
+
+    def expire(self, now: float) -> None:
+        """Close connections idle for longer than the idle timeout."""
+        idle = self._idle
+        while idle and now - idle[0].idle_since >= self._idle_timeout:
+            conn = idle.popleft()
+            conn.idle = False
+            conn.abort()
+            self._free_slot()
+
+    def close(self) -> None:
+        """Close idle connections and fail waiters; busy ones are closed by their owners."""
+        self._closed = True
+        while self._idle:
+            conn = self._idle.pop()
+            conn.idle = False
+            conn.abort()
+            self._size -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectError("the transport was closed"))
+
+    def _pop_idle(self) -> Connection | None:
+        idle = self._idle
+        now = self._loop.time()
+        while idle:
+            conn = idle.pop()
+            conn.idle = False
+            if conn.usable() and now - conn.idle_since < self._idle_timeout:
+                return conn
+            conn.abort()
+            self._size -= 1  # the caller takes this slot itself; no one to wake
+        return None
+
+    async def _open(self, connect_timeout: float | None) -> tuple[Connection, float]:
+        # The caller already holds the slot; give it back if opening fails or is cancelled.
+        start = time.perf_counter()
+        try:
+            if self._closed:  # e.g. a retry racing the transport's aclose()
+                raise ConnectError("the transport was closed", may_have_been_sent=False)
+            conn = await self._connect(connect_timeout)
+        except BaseException:
+            self._free_slot()
+            raise
+        conn.on_idle_lost = self.on_idle_lost
+        conn.pool = self
+        return conn, (time.perf_counter() - start) * 1000.0
+
+    async def _wait(self) -> Connection | None:
+        waiter: asyncio.Future[Connection | None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self._pass_on(waiter)
+            raise
+
+    def _pass_on(self, waiter: asyncio.Future[Connection | None]) -> None:
+        # Cancelled just after being served: hand what we got to the next in line.
+        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+            return
+        conn = waiter.result()
+        if conn is None:
+            self._size += 1  # _free_slot decremented for us; give the slot back in turn
+            self._free_slot()
+        else:
+            self.release(conn)
+
+    def _free_slot(self) -> None:
+        self._size -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+async def open_connection(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    connect_timeout: float | None,
+    live: set[Connection],
+    outbox: Outbox,
+) -> Connection:
+    """Resolve, connect and (for https) handshake, mapping failures onto the error tree."""
+    where = f"{host}:{port}"
+    try:
+        async with asyncio.timeout(connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: Connection(loop, live, outbox),
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=host if ssl_context is not None else None,
+            )
+    except TimeoutError as exc:  # ours, or the kernel's ETIMEDOUT: nothing was sent
+        raise caused_by(
+            TimeoutError_(f"connecting to {where} timed out", may_have_been_sent=False), exc
+        )
+    except socket.gaierror as exc:
+        raise caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
+    except ssl.SSLError as exc:  # includes certificate verification failures
+        raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
+    except OSError as exc:
+        raise caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
+    return conn
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return str(exc.verify_message)
+    return str(exc.reason or exc)

@@ -1,0 +1,487 @@
+"""The ``fast`` transport: lean HTTP/1.1 on asyncio Protocols and llhttp (httptools).
+
+It does one hop per ``send`` (no redirects, no proxies, no cookies) and spends as little
+as possible per request: origins and request targets are parsed once and cached, the
+request head is one formatted string, and the response is parsed by llhttp in C. It runs
+on whatever loop is running, uvloop included, and is fastest there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import ssl
+import time
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from types import TracebackType
+from typing import Final, Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+from ..._errors import (
+    CancelledRequestError,
+    ConfigError,
+    ProtocolError,
+    ReadError,
+    TransportError,
+    caused_by,
+)
+from ..._models import Request, Response
+from ..._settings import Timeouts, TransportOptions
+from ...policy.hosts import host_of
+from .codec import ACCEPT_ENCODING
+from .connection import Connection, Outbox, StaleConnection
+from .pool import HostPool, open_connection
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# We frame the body ourselves; a caller's framing headers would desync the connection.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+_SAFE_TARGET_CHARS: Final = "!#$%&'()*+,/:;=?@[]~"
+# From the end of "scheme://" to the first /, ? or #: the authority (always matches).
+_authority_end: Final = re.compile(r"[^/?#]*").match
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a connection goes: the pool key. ``host_header`` is what Host: carries;
+    ``limit_key`` is the per-host limit's key, :func:`~asyncfetch.policy.hosts.host_of`."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    key: str  # a str: its hash is cached, so the per-request pool lookup is cheap
+    limit_key: str
+
+
+class Route:
+    """Where one URL goes: its origin (shared, cached) and its request target."""
+
+    __slots__ = ("authorization", "origin", "target")
+
+    def __init__(self, origin: Origin, target: str, authorization: str | None) -> None:
+        # Not a frozen dataclass: this is built for every request, and frozen costs more.
+        self.origin = origin
+        self.target = target
+        self.authorization = authorization  # from user:password@ in the URL
+
+
+class Flight(Protocol):
+    """What :meth:`FastTransport.start_now` reports to: the caller's state for a request."""
+
+    request: Request
+
+    def landed(self, outcome: Response | TransportError | StaleConnection) -> None:
+        """The exchange ended: a response, an error, or a stale connection to retry on."""
+        ...
+
+
+def _not_sendable(message: str) -> ProtocolError:
+    return ProtocolError(message, may_have_been_sent=False)
+
+
+class _LastOrigin:
+    """The origin part of the last URL routed, with what it parsed to.
+
+    Runs send most URLs to the origin of the one before. A URL that starts with the same
+    "scheme://authority" text, followed by "/", "?", "#" or its end, has that origin: it
+    skips the authority scan, the slice and the cache lookup of :func:`_origin_of`.
+    """
+
+    __slots__ = ("entry",)
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole: a reader never sees a prefix with another's origin.
+        self.entry: tuple[str, Origin, str | None] | None = None
+
+
+_last_origin: Final = _LastOrigin()
+
+
+def route(url: str) -> Route:
+    """Where ``url`` goes; ProtocolError (not sent) for a URL this transport cannot send.
+
+    Runs use few origins but, often, a new URL for every request: only the origin part is
+    parsed (through the caches); the target is cut out of the string directly.
+    """
+    last = _last_origin.entry
+    if last is not None and url.startswith(last[0]) and _authority_ends(url, len(last[0])):
+        end = len(last[0])
+        origin, authorization = last[1], last[2]
+    else:
+        end, origin, authorization = _parse_origin(url)
+    target = url[end:]
+    if "#" in target:
+        target = target.split("#", 1)[0]
+    if target[:1] != "/":
+        target = "/" + target
+    if not target.isascii() or " " in target:
+        target = quote(target, safe=_SAFE_TARGET_CHARS)
+    return Route(origin, target, authorization)
+
+
+def _authority_ends(url: str, index: int) -> bool:
+    return index == len(url) or url[index] in "/?#"
+
+
+def _parse_origin(url: str) -> tuple[int, Origin, str | None]:
+    """Where ``url``'s authority ends, and its origin; remembered for the next URL."""
+    authority_start = url.find("://") + 3
+    if authority_start <= 2:
+        origin, authorization = _origin_of(url)  # raises: no "//", no host
+        return len(url), origin, authorization
+    end = _authority_end(url, authority_start).end()  # type: ignore[union-attr]
+    prefix = url[:end]
+    origin, authorization = _origin_of(prefix)
+    _last_origin.entry = (prefix, origin, authorization)
+    return end, origin, authorization
+
+
+@lru_cache(maxsize=4096)
+def _origin_of(origin_url: str) -> tuple[Origin, str | None]:
+    try:
+        parts = urlsplit(origin_url)
+        port = parts.port
+    except ValueError as exc:
+        raise caused_by(_not_sendable(f"invalid URL {origin_url!r}: {exc}"), exc)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise _not_sendable(
+            f"cannot fetch {origin_url!r}: need an http:// or https:// URL with a host"
+        )
+    host = _ascii_host(parts.hostname)
+    port = port or _DEFAULT_PORTS[scheme]
+    bracketed = f"[{host}]" if ":" in host else host
+    host_header = bracketed if port == _DEFAULT_PORTS[scheme] else f"{bracketed}:{port}"
+    key = f"{scheme}://{host_header}"
+    origin = Origin(scheme, host, port, host_header, key, host_of(origin_url))
+    return origin, _basic_auth(parts.username, parts.password)
+
+
+def _ascii_host(host: str) -> str:
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise caused_by(_not_sendable(f"invalid host name {host!r}"), exc)
+
+
+def _basic_auth(username: str | None, password: str | None) -> str | None:
+    if username is None:
+        return None
+    credentials = f"{unquote(username)}:{unquote(password or '')}".encode()
+    return "Basic " + base64.b64encode(credentials).decode("ascii")
+
+
+def _check_header(name: str, value: str) -> None:
+    # CR/LF would let a header value inject headers or a whole second request.
+    if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value or "\0" in value:
+        raise _not_sendable(
+            f"invalid request header {name!r}: names must be tokens, values one line"
+        )
+
+
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise caused_by(_not_sendable(f"request head cannot be encoded: {exc.reason}"), exc)
+
+
+class FastTransport:
+    """HTTP/1.1 transport with bounded keep-alive pools per origin, built for throughput.
+
+    ``per_host_connections`` bounds the connections to each (scheme, host, port);
+    ``idle_timeout`` closes connections unused for that many seconds. Proxies are not
+    supported: check :meth:`supports` and fall back to the aiohttp transport.
+    """
+
+    name = "fast"
+
+    def __init__(
+        self,
+        options: TransportOptions,
+        *,
+        per_host_connections: int = 8,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        if per_host_connections < 1:
+            raise ConfigError("per_host_connections must be at least 1, e.g. 8")
+        if idle_timeout <= 0:
+            raise ConfigError("idle_timeout must be a positive number of seconds, e.g. 30")
+        if not self.supports(options):
+            raise ConfigError("the fast transport cannot use a proxy; use the aiohttp engine")
+        self._options = options
+        self._per_host = per_host_connections
+        self._idle_timeout = idle_timeout
+        self._pools: dict[str, HostPool] = {}
+        self._live: set[Connection] = set()
+        self._outbox: Outbox | None = None  # made with the first pool, on the running loop
+        self._ssl_context: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._default_lines = (
+            f"User-Agent: {options.user_agent}\r\nAccept-Encoding: {ACCEPT_ENCODING}\r\n"
+        )
+        if "\r" in options.user_agent or "\n" in options.user_agent:
+            raise ConfigError("user_agent must be a single line")
+
+    @classmethod
+    def supports(cls, options: TransportOptions) -> bool:
+        """Whether this transport can serve a run with ``options`` (no proxy support)."""
+        return options.proxy is None
+
+    async def __aenter__(self) -> FastTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def send(self, request: Request, *, timeouts: Timeouts, max_body: int) -> Response:
+        """Send ``request`` once (no redirects) and return the response with its decoded body."""
+        if self._closed:
+            raise CancelledRequestError("the transport is closed")
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()  # the clock of Connection.headers_at
+        where = route(request.url)
+        head = self._encode_head(request, where)
+        pool = self._pools.get(where.origin.key) or self._add_pool(where.origin, loop)
+        conn, connect_ms = await self._exchange(pool, request, head, timeouts, max_body)
+        response = Response(
+            status=conn.status,
+            url=request.url,
+            headers=conn.headers(),
+            body=conn.body(),
+            connect_ms=connect_ms,
+            ttfb_ms=(conn.headers_at - start) * 1000.0,
+        )
+        pool.release(conn)
+        return response
+
+    def start_now(
+        self,
+        request: Request,
+        where: Route,
+        flight: Flight,
+        *,
+        timeouts: Timeouts,
+        max_body: int,
+        total_timeout: float | None,
+    ) -> bool:
+        """Start ``request`` (routed by :func:`route`) on an idle kept-alive connection,
+        without awaiting anything.
+
+        False when that is not possible right now (no idle connection, callers queued for
+        one, a request this transport would refuse): the caller then uses :meth:`send`,
+        which waits, connects and reports errors. Otherwise ``flight.landed`` is called
+        once, later, with the Response (one hop: redirects are the caller's), the
+        TransportError, or a StaleConnection the caller may retry with :meth:`send`.
+        """
+        if self._closed:
+            return False
+        try:
+            head = self._encode_head(request, where)
+        except TransportError:
+            return False  # send() raises it again, where errors are reported
+        pool = self._pools.get(where.origin.key)
+        conn = None if pool is None else pool.take_idle()
+        if conn is None:
+            return False
+        conn.context = flight
+        conn.start(
+            head,
+            request.body,
+            is_head=request.method == "HEAD",
+            max_body=max_body,
+            read_timeout=timeouts.read,
+            total_timeout=total_timeout,
+            on_done=self._landed,
+        )
+        return True
+
+    def _landed(self, conn: Connection, error: BaseException | None) -> None:
+        flight: Flight = conn.context
+        conn.context = None
+        pool: HostPool = conn.pool
+        if error is not None:
+            pool.discard(conn)
+            if not isinstance(error, TransportError | StaleConnection):
+                raise error  # a bug: let the loop's exception handler report it
+            flight.landed(error)
+            return
+        response = Response(
+            status=conn.status,
+            url=flight.request.url,
+            headers=conn.headers(),
+            body=conn.body(),
+            connect_ms=None,
+            ttfb_ms=(conn.headers_at - conn.sent_at) * 1000.0,
+        )
+        pool.release(conn)
+        flight.landed(response)
+
+    async def _exchange(
+        self,
+        pool: HostPool,
+        request: Request,
+        head: bytes,
+        timeouts: Timeouts,
+        max_body: int,
+    ) -> tuple[Connection, float | None]:
+        conn, connect_ms = await pool.acquire(timeouts.connect)
+        retried = False
+        while True:
+            try:
+                await conn.exchange(
+                    head,
+                    request.body,
+                    is_head=request.method == "HEAD",
+                    max_body=max_body,
+                    read_timeout=timeouts.read,
+                )
+                return conn, connect_ms
+            except StaleConnection as exc:
+                if retried or not stale_may_retry(exc, request):
+                    pool.discard(conn)
+                    raise caused_by(stale_error(exc), exc)
+                # The server closed a kept-alive connection before answering: once, on a
+                # fresh connection, when stale_may_retry allows it.
+                retried = True
+                conn, connect_ms = await pool.replace(conn, timeouts.connect)
+            except BaseException:
+                pool.discard(conn)
+                raise
+
+    def _encode_head(self, request: Request, where: Route) -> bytes:
+        method = request.method
+        if method not in _COMMON_METHODS and not _TOKEN.fullmatch(method):
+            raise _not_sendable(f"invalid request method {method!r}")
+        host = where.origin.host_header
+        body = request.body
+        framing = f"Content-Length: {len(body)}\r\n" if body is not None else ""
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            framing = "Content-Length: 0\r\n"  # some servers answer 411 without it
+        if not request.headers and where.authorization is None:
+            text = f"{method} {where.target} HTTP/1.1\r\nHost: {host}\r\n{self._default_lines}"
+            return _encode(f"{text}{framing}\r\n")
+        lines = [f"{method} {where.target} HTTP/1.1\r\n"]
+        given = self._add_caller_headers(lines, request.headers)
+        if "host" not in given:
+            lines.insert(1, f"Host: {host}\r\n")
+        if "user-agent" not in given:
+            lines.append(f"User-Agent: {self._options.user_agent}\r\n")
+        if "accept-encoding" not in given:
+            lines.append(f"Accept-Encoding: {ACCEPT_ENCODING}\r\n")
+        if "authorization" not in given and where.authorization is not None:
+            lines.append(f"Authorization: {where.authorization}\r\n")
+        lines.append(f"{framing}\r\n")
+        return _encode("".join(lines))
+
+    @staticmethod
+    def _add_caller_headers(lines: list[str], headers: tuple[tuple[str, str], ...]) -> set[str]:
+        given: set[str] = set()
+        for name, value in headers:
+            _check_header(name, value)
+            lowered = name.lower()
+            if lowered in _FRAMING_HEADERS:
+                continue
+            given.add(lowered)
+            lines.append(f"{name}: {value}\r\n")
+        return given
+
+    def _add_pool(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> HostPool:
+        ssl_context = self._tls_context() if origin.scheme == "https" else None
+        connect = partial(open_connection, loop, origin.host, origin.port, ssl_context)
+        if self._outbox is None:
+            self._outbox = Outbox(loop)
+        outbox = self._outbox
+        pool = HostPool(
+            lambda timeout: connect(timeout, self._live, outbox),
+            limit=self._per_host,
+            idle_timeout=self._idle_timeout,
+            loop=loop,
+        )
+        self._pools[origin.key] = pool
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+        return pool
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = make_ssl_context(self._options)
+        return self._ssl_context
+
+    def _sweep_interval(self) -> float:
+        return min(max(self._idle_timeout / 2, 0.05), 5.0)
+
+    def _sweep(self) -> None:
+        # One timer per transport, not one per idle connection: expiry is not hot.
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for key, pool in list(self._pools.items()):
+            pool.expire(now)
+            if pool.unused:
+                del self._pools[key]  # memory must not grow with the number of hosts
+        if self._pools and not self._closed:
+            self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+
+    async def aclose(self) -> None:
+        """Close every connection, idle or busy, and wait until their sockets are closed."""
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        live = list(self._live)
+        for conn in live:
+            conn.abort()
+        if live:
+            await _wait_all_closed(live)
+
+
+def stale_may_retry(stale: StaleConnection, request: Request) -> bool:
+    """Whether a request that met a stale connection may be sent again on a fresh one.
+
+    Unwritten, the request never reached the server; written, it may have, so only an
+    idempotent request is sent again (RFC 9110 §9.2.2) - a POST is reported instead.
+    """
+    return not stale.written or request.idempotent
+
+
+def stale_error(stale: StaleConnection) -> ReadError:
+    """The error recorded for a stale connection that may not be retried."""
+    return ReadError(str(stale), may_have_been_sent=stale.written)
+
+
+async def _wait_all_closed(conns: list[Connection]) -> None:
+    # Return only once sockets are really closed, so nothing leaks past the event loop.
+    tasks = [asyncio.ensure_future(conn.wait_closed()) for conn in conns]
+    _, pending = await asyncio.wait(tasks, timeout=5.0)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+
+
+def make_ssl_context(options: TransportOptions) -> ssl.SSLContext:
+    """Verification on by default; ``cacert`` adds a CA file, ``insecure`` turns it off."""
+    context = ssl.create_default_context()
+    if options.cacert is not None:
+        context.load_verify_locations(cafile=str(options.cacert))
+    if options.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])  # never let a server pick h2 for us
+    return context
