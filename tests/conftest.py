@@ -1,10 +1,54 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from .recording_server import RecordingServer
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _checkout_basetemp(config)
+    _rebuild_stale_native_modules()
+
+
+def _checkout_basetemp(config: pytest.Config) -> None:
+    """Temporary directories under a root of this checkout's own: pytest's shared root
+    keeps only the three newest runs, so two checkouts tested at once would delete each
+    other's files. (Nested runs, as test_native starts, still get numbered directories.)"""
+    import hashlib
+    import os
+    import tempfile
+
+    if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        tag = hashlib.sha256(str(_ROOT).encode()).hexdigest()[:8]
+        root = Path(tempfile.gettempdir()) / f"asyncfetch-tests-{tag}"
+        root.mkdir(exist_ok=True)
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)
+
+
+def _rebuild_stale_native_modules() -> None:
+    """Never test stale compiled code: Python imports a compiled module in preference to
+    the source beside it, so after an edit the tests would run the old code. Rebuild
+    what is stale, or stop and say which command does it."""
+    import subprocess
+    import sys
+
+    native = [sys.executable, str(_ROOT / "tools" / "native.py")]
+    status = subprocess.run([*native, "status"], capture_output=True, text=True, check=False)
+    if status.returncode == 0:
+        return
+    print(f"\nasyncfetch: {status.stdout.strip()}; rebuilding them", flush=True)
+    build = subprocess.run([*native, "build", "--required"], text=True, check=False)
+    if build.returncode != 0:
+        pytest.exit(
+            "compiled modules are older than their sources and the rebuild failed: "
+            "run `make native`, or `python tools/native.py clean` to test plain Python",
+            returncode=3,
+        )
 
 
 @pytest.fixture
