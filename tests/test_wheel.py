@@ -82,6 +82,7 @@ async def test_the_installed_wheel_runs_compiled(
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    assert stdout.decode().strip() == str(installed / "asyncfetch" / "pipeline" / ("lane" + SUFFIX))
+    lane = installed / "asyncfetch" / "pipeline" / ("lane" + SUFFIX)
+    assert stdout.decode().strip() == str(lane)
     records = read_jsonl(out)
     assert len(records) == 20 and all(record["ok"] for record in records)
