@@ -7,7 +7,7 @@ LINTED := $(wildcard src tests benchmarks tools hatch_build.py)
 # NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
 NATIVE ?= 1
 
-.PHONY: demo test lint typecheck pytest bench clean native
+.PHONY: demo test lint typecheck pytest bench clean native mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test: lint typecheck pytest
 bench: native
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# Mutation testing of the policy modules on a pure-Python copy (tools/mutation.py); slow,
+# so not part of `make test`. The report of survivors: build/mutation/report.txt.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	nice -n 10 $(BIN)/python tools/mutation.py run $(MUTANTS)
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
