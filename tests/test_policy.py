@@ -1,0 +1,409 @@
+"""The pure policy decisions, each against expected values written out by hand.
+
+Redaction, redirect rules, retry decisions and the limits are checked here with literal
+expectations (never computed by the function under test) and at their boundaries: these
+are the cases `make mutation` found the rest of the suite blind to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from asyncfetch import ConfigError, Request, RetryPolicy
+from asyncfetch.errors import (
+    ConnectError,
+    ErrorKind,
+    ProtocolError,
+    ReadError,
+    RedirectError,
+    TimeoutError_,
+    TooLargeError,
+)
+from asyncfetch.limits import GcraRateMeter, PerHostLimiter, Slots
+from asyncfetch.models import Response
+from asyncfetch.redact import redact_headers, redact_text, redact_url
+from asyncfetch.retry import (
+    GIVE_UP,
+    backoff_delay,
+    decide_after_error,
+    decide_after_response,
+    parse_retry_after,
+)
+from asyncfetch.transport.redirects import next_request
+
+# -- redaction -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://alice:pa55@example.com/p?q=1#f", "https://[redacted]@example.com/p?q=1#f"),
+        ("https://alice@example.com/", "https://[redacted]@example.com/"),  # user only
+        ("https://:pa55@example.com/", "https://[redacted]@example.com/"),  # password only
+        ("http://bob:p@ss@example.com:8080/x", "http://[redacted]@example.com:8080/x"),
+        ("https://example.com/mail/a@b.example", "https://example.com/mail/a@b.example"),
+        ("https://example.com/?to=a@b.example", "https://example.com/?to=a@b.example"),
+        ("https://example.com/", "https://example.com/"),
+        ("http://u:p@[::1/", "http://u:p@[::1/"),  # unparseable: left as it came
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_headers_matches_names_in_any_case_and_keeps_the_rest() -> None:
+    headers = (
+        ("AUTHORIZATION", "Bearer t0ken"),
+        ("cookie", "a=1"),
+        ("Proxy-Authorization", "Basic eHk="),
+        ("SET-COOKIE", "session=s3cr3t; Path=/"),
+        ("Set-Cookie2", "kept"),
+        ("X-Authorization-Hint", "kept too"),
+        ("Content-Type", "text/plain"),
+    )
+    assert redact_headers(headers) == (
+        ("AUTHORIZATION", "[redacted]"),
+        ("cookie", "[redacted]"),
+        ("Proxy-Authorization", "[redacted]"),
+        ("SET-COOKIE", "[redacted]"),
+        ("Set-Cookie2", "kept"),
+        ("X-Authorization-Hint", "kept too"),
+        ("Content-Type", "text/plain"),
+    )
+
+
+def test_redact_text_removes_every_occurrence_of_secrets_of_four_or_more_characters() -> None:
+    message = "token abcd sent twice: abcd; short one: xyz; other: s3cr3t"
+    assert redact_text(message, ("abcd", "xyz", "s3cr3t")) == (
+        "token [redacted] sent twice: [redacted]; short one: xyz; other: [redacted]"
+    )
+    assert redact_text("nothing here", ()) == "nothing here"
+
+
+# -- redirects -------------------------------------------------------------------------
+
+FORM = (("Content-Type", "application/x-www-form-urlencoded"), ("Content-Length", "3"))
+
+
+def _redirect(status: int, location: str = "/next") -> Response:
+    return Response(
+        status=status, url="http://a.example/start", headers=(("Location", location),), body=b""
+    )
+
+
+def _request(method: str, body: bytes | None = b"a=1") -> Request:
+    headers = (*FORM, ("Accept", "*/*"), ("Authorization", "Bearer t0ken"))
+    return Request("http://a.example/start", method, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "expected_method", "body_kept"),
+    [
+        (301, "POST", "GET", False),
+        (302, "POST", "GET", False),
+        (303, "POST", "GET", False),
+        (303, "PUT", "GET", False),
+        (303, "HEAD", "HEAD", False),
+        (301, "PUT", "PUT", True),
+        (302, "DELETE", "DELETE", True),
+        (307, "POST", "POST", True),
+        (308, "POST", "POST", True),
+        (308, "PUT", "PUT", True),
+    ],
+)
+def test_redirect_method_rules(
+    status: int, method: str, expected_method: str, body_kept: bool
+) -> None:
+    follow = next_request(_request(method), _redirect(status))
+    assert follow.url == "http://a.example/next"
+    assert follow.method == expected_method
+    if body_kept:
+        assert follow.body == b"a=1"
+        assert follow.headers == (
+            *FORM,
+            ("Accept", "*/*"),
+            ("Authorization", "Bearer t0ken"),
+        )
+    else:
+        assert follow.body is None
+        # Body headers go with the body; the others stay (same origin: credentials too).
+        assert follow.headers == (("Accept", "*/*"), ("Authorization", "Bearer t0ken"))
+
+
+@pytest.mark.parametrize(
+    ("location", "credentials_kept"),
+    [
+        ("http://a.example:80/x", True),  # the default port is the same origin
+        ("HTTP://A.EXAMPLE/x", True),
+        ("https://a.example/x", False),  # another scheme
+        ("http://a.example:8080/x", False),  # another port
+        ("http://b.example/x", False),  # another host
+    ],
+)
+def test_credentials_are_dropped_only_across_origins(
+    location: str, credentials_kept: bool
+) -> None:
+    request = Request(
+        "http://a.example/start",
+        "GET",
+        (("Cookie", "c=1"), ("proxy-authorization", "Basic eHk="), ("Accept", "*/*")),
+    )
+    follow = next_request(request, _redirect(307, location))
+    expected = request.headers if credentials_kept else (("Accept", "*/*"),)
+    assert follow.headers == expected
+
+
+def test_https_default_port_is_the_same_origin() -> None:
+    request = Request("https://a.example/start", "GET", (("Authorization", "t"),))
+    response = Response(
+        307, "https://a.example/start", (("Location", "https://a.example:443/x"),), b""
+    )
+    assert next_request(request, response).headers == (("Authorization", "t"),)
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        (None, "302 redirect without a Location header"),
+        ("", "302 redirect without a Location header"),
+        ("ftp://a.example/file", "refusing redirect to a ftp: URL"),
+        ("http://[::1/", "302 redirect to an invalid URL: Invalid IPv6 URL"),
+        ("http://a.example:99999/", "302 redirect to an invalid URL: Port out of range 0-65535"),
+        ("https:///no-host", "302 redirect to an invalid URL"),
+        ("/a path", "302 redirect to an invalid URL"),
+    ],
+)
+def test_redirects_that_cannot_be_followed(location: str | None, message: str) -> None:
+    headers = () if location is None else (("Location", location),)
+    response = Response(302, "http://a.example/start", headers, b"")
+    with pytest.raises(RedirectError) as raised:
+        next_request(_request("GET", None), response)
+    assert str(raised.value) == message
+
+
+# -- retry -----------------------------------------------------------------------------
+
+POLICY = RetryPolicy(retries=3, backoff_base=0.5, backoff_cap=4, retry_after_cap=10)
+GET = Request.create("http://h/")
+POST = Request.create("http://h/", method="POST", body=b"x")
+
+
+class MaxRandom(random.Random):
+    """uniform(a, b) always gives b: the backoff ceiling itself, as a literal to check."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def _response(status: int, retry_after: str | None = None) -> Response:
+    headers = (("Retry-After", retry_after),) if retry_after is not None else ()
+    return Response(status=status, url="http://h/", headers=headers, body=b"")
+
+
+def test_backoff_ceiling_doubles_from_the_base_up_to_the_cap() -> None:
+    ceilings = [backoff_delay(POLICY, attempt, MaxRandom()) for attempt in range(0, 7)]
+    assert ceilings == [0.5, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_backoff_draws_from_zero_to_the_ceiling_with_the_given_random() -> None:
+    draws = [backoff_delay(POLICY, 3, random.Random(11)) for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]  # the injected generator, not the global one
+    expected = random.Random(11).uniform(0.0, 2.0)
+    assert draws[0] == expected
+    rng = random.Random(1)
+    many = [backoff_delay(POLICY, 3, rng) for _ in range(400)]
+    assert 0.0 <= min(many) < 0.1 and 1.9 < max(many) <= 2.0
+
+
+def test_retry_after_exactly_at_the_cap_is_honoured() -> None:
+    at_cap = decide_after_response(GET, 1, _response(429, "10"), POLICY, MaxRandom())
+    assert (at_cap.retry, at_cap.delay) == (True, 10.0)
+    beyond = decide_after_response(GET, 1, _response(429, "11"), POLICY, MaxRandom())
+    assert beyond == GIVE_UP
+
+
+def test_retry_after_raises_the_delay_but_never_lowers_it() -> None:
+    assert decide_after_response(GET, 3, _response(503, "1"), POLICY, MaxRandom()).delay == 2.0
+    assert decide_after_response(GET, 1, _response(503, "3"), POLICY, MaxRandom()).delay == 3.0
+    # Unparseable: the ordinary backoff.
+    assert decide_after_response(GET, 2, _response(503, "soon"), POLICY, MaxRandom()).delay == 1.0
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    date = format_datetime(now + timedelta(seconds=7), usegmt=True)
+    decision = decide_after_response(GET, 1, _response(503, date), POLICY, MaxRandom(), now)
+    assert (decision.retry, decision.delay) == (True, 7.0)
+    assert parse_retry_after(date, now=now) == 7.0
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:05", now=now) == 5.0  # no zone: UTC
+    assert parse_retry_after(format_datetime(now - timedelta(hours=1)), now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("0", 0.0), (" 12 ", 12.0), ("²", None), ("1.5", None), ("-1", None), ("", None)],
+)
+def test_parse_retry_after_accepts_only_ascii_delta_seconds(
+    value: str, seconds: float | None
+) -> None:
+    assert parse_retry_after(value) == seconds
+
+
+def test_the_last_attempt_is_never_retried() -> None:
+    error = ReadError("reset")
+    assert decide_after_error(GET, 3, error, POLICY, MaxRandom()).retry
+    assert decide_after_error(GET, 4, error, POLICY, MaxRandom()) == GIVE_UP
+    assert decide_after_response(GET, 3, _response(503), POLICY, MaxRandom()).retry
+    assert decide_after_response(GET, 4, _response(503), POLICY, MaxRandom()) == GIVE_UP
+
+
+def test_a_retried_error_waits_the_backoff_of_its_attempt() -> None:
+    decision = decide_after_error(GET, 2, ReadError("reset"), POLICY, MaxRandom())
+    assert (decision.retry, decision.delay) == (True, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("error", "get_retried", "post_retried"),
+    [
+        (ConnectError("refused"), True, True),  # never sent: any method
+        (ReadError("reset"), True, False),
+        (TimeoutError_("slow"), True, False),
+        (TooLargeError("big"), False, False),
+        (RedirectError("loop"), False, False),
+        # Could not even be built: every attempt would fail the same way before sending.
+        (ProtocolError("cannot encode", may_have_been_sent=False), False, False),
+    ],
+)
+def test_error_retry_rules(error: Exception, get_retried: bool, post_retried: bool) -> None:
+    assert decide_after_error(GET, 1, error, POLICY).retry is get_retried  # type: ignore[arg-type]
+    assert decide_after_error(POST, 1, error, POLICY).retry is post_retried  # type: ignore[arg-type]
+
+
+def test_a_protocol_error_after_sending_is_retried_for_idempotent_methods() -> None:
+    error = ProtocolError("bad status line")
+    assert error.kind is ErrorKind.PROTOCOL
+    assert decide_after_error(GET, 1, error, POLICY).retry
+    assert not decide_after_error(POST, 1, error, POLICY).retry
+
+
+def test_non_idempotent_retries_are_opt_in() -> None:
+    opted_in = RetryPolicy(retries=1, retry_non_idempotent=True)
+    assert decide_after_error(POST, 1, ReadError("reset"), opted_in).retry
+    assert decide_after_response(POST, 1, _response(503), opted_in).retry
+
+
+# -- limits ----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_gcra_with_a_burst_of_one_spaces_every_request() -> None:
+    clock = FakeClock()
+    meter = GcraRateMeter(4, burst=1, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        await meter.acquire()
+    assert clock.slept == [0.25, 0.25]  # the first goes at once; no sleep(0) either
+    clock.now += 0.1  # part of an interval idle: only the rest is waited
+    assert meter.reserve() == pytest.approx(0.15)
+
+
+def test_gcra_burst_boundary() -> None:
+    clock = FakeClock()
+    meter = GcraRateMeter(2, burst=2, clock=clock, sleep=clock.sleep)
+    assert [meter.reserve() for _ in range(4)] == [0.0, 0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "message"),
+    [
+        (0, 1, "rate must be > 0 requests per second"),
+        (-1, 1, "rate must be > 0 requests per second"),
+        (1, 0, "burst must be at least 1"),
+    ],
+)
+def test_gcra_rejects_nonsense(rate: float, burst: int, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        GcraRateMeter(rate, burst=burst)
+    assert str(raised.value) == message
+    GcraRateMeter(0.001, burst=1)  # the smallest sensible values are accepted
+
+
+def test_per_host_limit_must_be_positive() -> None:
+    with pytest.raises(ConfigError) as raised:
+        PerHostLimiter(0)
+    assert str(raised.value) == "per-host limit must be at least 1"
+    PerHostLimiter(1)
+
+
+async def test_a_slot_handed_to_a_task_cancelled_at_that_moment_is_passed_on() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    first = asyncio.create_task(slots.acquire())
+    second = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)  # both queue
+    slots.release()  # the slot goes to `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1)  # the slot went on to the next waiter, not lost
+    assert not slots.free
+    slots.release()
+    assert slots.free
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    slots.release()
+    assert slots.free  # the slot came back: nobody stale was queued for it
+    assert slots.try_acquire() and not slots.try_acquire()
+
+
+async def test_per_host_slots_are_released_when_a_holder_is_cancelled_while_waiting() -> None:
+    limiter = PerHostLimiter(1)
+    assert limiter.try_hold("a")
+    assert not limiter.try_hold("a")  # full: refused without waiting
+
+    async def hold() -> None:
+        async with limiter.hold("a"):
+            pass
+
+    waiting = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    limiter.release("a")
+    assert limiter.tracked_hosts == 0  # nobody in flight or queued: the host is forgotten
+    assert limiter.try_hold("a") and limiter.tracked_hosts == 1
+    assert not limiter.try_hold("b") or limiter.tracked_hosts == 2
+
+
+async def test_try_hold_on_a_busy_host_keeps_its_state() -> None:
+    limiter = PerHostLimiter(2)
+    assert limiter.try_hold("a") and limiter.try_hold("a")
+    assert not limiter.try_hold("a")
+    assert limiter.tracked_hosts == 1
+    limiter.release("a")
+    assert limiter.try_hold("a")  # the freed slot is there, for this host only
+    limiter.release("a")
+    limiter.release("a")
+    assert limiter.tracked_hosts == 0
