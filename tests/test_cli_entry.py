@@ -81,15 +81,20 @@ class Exited(Exception):
     """Raised instead of ending the test process, if quick_exit decided to exit."""
 
 
-@pytest.fixture(autouse=True)
-def _exit_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The statuses os._exit was called with; the call raises Exited instead of exiting."""
+    called: list[int] = []
+
     def exit_now(status: int) -> None:
+        called.append(status)
         raise Exited(status)
 
     monkeypatch.setattr(os, "_exit", exit_now)
+    return called
 
 
-def test_no_quick_exit_while_another_thread_runs() -> None:
+def test_no_quick_exit_while_another_thread_runs(exits: list[int]) -> None:
     release = threading.Event()
     worker = threading.Thread(target=release.wait)
     worker.start()
@@ -98,18 +103,25 @@ def test_no_quick_exit_while_another_thread_runs() -> None:
     finally:
         release.set()
         worker.join()
+    assert exits == []
 
 
-def test_no_quick_exit_when_a_stream_cannot_be_flushed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_quick_exit_when_a_stream_cannot_be_flushed(
+    monkeypatch: pytest.MonkeyPatch, exits: list[int]
+) -> None:
     class Broken(io.StringIO):
+        flushes = 0
+
         def flush(self) -> None:
+            Broken.flushes += 1
             raise BrokenPipeError("the reader went away")
 
     monkeypatch.setattr(sys, "stdout", Broken())
     entry.quick_exit(0)  # returns: Python's own exit reports the broken pipe
+    assert (Broken.flushes, exits) == (1, [])
 
 
-def test_otherwise_the_exit_is_quick_and_keeps_the_status() -> None:
-    with pytest.raises(Exited) as exited:
+def test_otherwise_the_exit_is_quick_and_keeps_the_status(exits: list[int]) -> None:
+    with pytest.raises(Exited):
         entry.quick_exit(3)
-    assert exited.value.args == (3,)
+    assert exits == [3]
