@@ -31,16 +31,30 @@ class Recorder:
     peak_by_host: Counter[str] = field(default_factory=Counter)
     requests: list[Seen] = field(default_factory=list)
     counters: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    waiters: list[tuple[int, asyncio.Event]] = field(default_factory=list)
 
     def hits(self, path: str) -> int:
         return sum(1 for seen in self.requests if seen.path == path)
+
+    async def seen(self, count: int) -> None:
+        """Return once the server has received ``count`` requests: an event, not a sleep."""
+        if len(self.requests) < count:
+            arrived = asyncio.Event()
+            self.waiters.append((count, arrived))
+            await arrived.wait()
+
+    def arrived(self, seen: Seen) -> None:
+        self.requests.append(seen)
+        for count, event in self.waiters:
+            if len(self.requests) >= count:
+                event.set()
 
 
 def build_app(recorder: Recorder) -> web.Application:
     @web.middleware
     async def record(request: web.Request, handler: web.Handler) -> web.StreamResponse:
         host = request.host.rsplit(":", 1)[0]
-        recorder.requests.append(
+        recorder.arrived(
             Seen(
                 request.method,
                 request.path,
@@ -64,6 +78,7 @@ def build_app(recorder: Recorder) -> web.Application:
     app = web.Application(middlewares=[record])
     app.router.add_route("*", "/ok", ok)
     app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/set-cookie", set_cookie)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/delay/{ms}", delay)
     app.router.add_get("/never", never)
@@ -90,6 +105,12 @@ async def echo(request: web.Request) -> web.Response:
             "body": body.decode("utf-8", "replace"),
         }
     )
+
+
+async def set_cookie(request: web.Request) -> web.Response:
+    """Hands the request's Cookie back as a Set-Cookie: a secret in a response header."""
+    cookie = request.headers.get("Cookie", "none=1")
+    return web.Response(text="cookie set", headers={"Set-Cookie": f"{cookie}; Path=/"})
 
 
 async def status(request: web.Request) -> web.Response:
