@@ -18,7 +18,7 @@ import asyncio
 import socket
 import ssl
 import struct
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +80,10 @@ class FaultServer:
     requests: list[SeenRequest] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
     ports: dict[str, int] = field(default_factory=dict)
+    # path → set once a behaviour for it has done all it does (closing included).
+    settled: defaultdict[str, asyncio.Event] = field(
+        default_factory=lambda: defaultdict(asyncio.Event)
+    )
     _servers: list[asyncio.Server] = field(default_factory=list)
     _connections: set[Connection] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -158,7 +162,12 @@ class FaultServer:
                 await conn.send(head(404, [], b"no such behaviour") + b"no such behaviour")
                 return
             conn.served += 1
-            if not await behaviour(self, conn, seen):
+            keep = await behaviour(self, conn, seen)
+            if not keep:
+                conn.writer.close()
+                await conn.writer.wait_closed()
+            self.settled[seen.path].set()
+            if not keep:
                 return
 
     async def _read_request(self, conn: Connection) -> SeenRequest | None:

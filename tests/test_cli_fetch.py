@@ -141,12 +141,17 @@ async def test_sigint_stops_cleanly_with_valid_output(
     source = write_lines(tmp_path / "urls.txt", urls)
     out = tmp_path / "out.jsonl"
     process = await start_cli("fetch", str(source), "-o", str(out), "-c", "20", "--per-host", "20")
-    while server.recorder.hits("/delay/300") < 40:
-        await asyncio.sleep(0.05)
-    for _ in range(signals):
+    assert process.stderr is not None
+    await asyncio.wait_for(server.recorder.seen(40), 30)
+    process.send_signal(signal.SIGINT)
+    early = b""
+    if signals == 2:
+        # The second Ctrl-C must come after the first was handled (two signals sent at
+        # once may arrive as one): the CLI says when it is stopping.
+        early = await asyncio.wait_for(_read_until(process.stderr, b"asyncfetch: stopping"), 30)
         process.send_signal(signal.SIGINT)
-        await asyncio.sleep(0.05)
-    _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    _stdout, rest = await asyncio.wait_for(process.communicate(), 30)
+    stderr = early + rest
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr
     records = read_jsonl(out)
@@ -156,6 +161,21 @@ async def test_sigint_stops_cleanly_with_valid_output(
         # Drained: every request the server saw got its record, none was dropped.
         assert len(records) == len(server.recorder.requests)
     assert all(record["ok"] for record in records)
+
+
+def _complete_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: bytes) -> bytes:
+    """Lines of ``stream`` up to and including the first that holds ``marker``."""
+    seen = b""
+    while marker not in seen:
+        line = await stream.readline()
+        if not line:
+            break
+        seen += line
+    return seen
 
 
 async def test_sigint_while_reading_an_open_stdin_exits_130(
@@ -168,9 +188,8 @@ async def test_sigint_while_reading_an_open_stdin_exits_130(
     urls = [server.url(f"/ok?n={n}") for n in range(5)]
     process.stdin.write("".join(url + "\n" for url in urls).encode())
     await process.stdin.drain()
-    while server.recorder.hits("/ok") < len(urls):
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)  # the records are written; the reader waits for more
+    while _complete_lines(out) < len(urls):
+        await asyncio.sleep(0.05)  # polls for the records; the reader then waits for more
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.wait(), 30)
     stderr = (await process.stderr.read()).decode()

@@ -1,14 +1,16 @@
 """Every broken server in ``fault_cases`` × GET/POST × engine: one clear record each.
 
 Each case checks: exactly one record; the expected error kind (or status); attempts as
-the retry rules say, and as many requests seen by the server; the time taken within the
-deadline × attempts + backoff + Retry-After + a margin; the body cap (decoded bytes, by
-tracemalloc, for the endless body and the gzip bomb); that the Authorization header never
-leaks into a record or to another host. The module prints a table of the cases.
+the retry rules say, and as many requests seen by the server; the body cap (decoded bytes,
+by tracemalloc, for the endless body and the gzip bomb); that the Authorization header
+never leaks into a record or to another host. Deadlines show as the ``timeout`` kind, not
+as a time measured here (a busy machine would make that flaky); a hang is caught by the
+per-test timeout. The module prints a table of the cases, with the seconds each took.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ssl
 import time
@@ -30,7 +32,6 @@ from .fault_cases import (
     BODY,
     CASES,
     ENGINES,
-    MARGIN_S,
     MAX_BODY,
     RETRY,
     SECRET,
@@ -131,9 +132,10 @@ def make_request(url: str, method: str) -> Request:
 
 
 async def fetch_case(
-    case: Case, url: str, method: str, engine: str, ca_file: Path
+    case: Case, url: str, method: str, engine: str, ca_file: Path, faults: FaultServer
 ) -> tuple[list[Result], float, int]:
-    """Run the case; return its records, the seconds the request took, peak traced bytes."""
+    """Run the case; return its records, the seconds the request took (for the table,
+    never asserted), peak traced bytes."""
     settings = make_settings(
         timeouts=TIMEOUTS,
         retries=RETRY,
@@ -145,8 +147,11 @@ async def fetch_case(
         if case.prelude is not None:
             # The prelude only sets the connection up; its own record is not the point.
             await fetcher.fetch(url.replace(case.path, case.prelude))
-            time_for_server_close = 0.3
-            await _sleep(time_for_server_close)
+            await asyncio.wait_for(faults.settled[case.prelude].wait(), 30)
+            # The server has closed or written to the pooled connection; a few turns of
+            # the loop let the client's side read that before the next request.
+            for _ in range(3):
+                await asyncio.sleep(0)
         if case.memory_bound:
             tracemalloc.start()
         started = time.perf_counter()
@@ -160,23 +165,10 @@ async def fetch_case(
     return records, seconds, peak
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
-def time_bound(expect: Expect, case: Case) -> float:
-    attempts = expect.attempts
-    deadline = TIMEOUTS.total or 0.0
-    return attempts * deadline + (attempts - 1) * RETRY.backoff_cap + case.waits + MARGIN_S
-
-
 def problems(
     case: Case,
     expect: Expect,
     records: list[Result],
-    seconds: float,
     peak: int,
     faults: FaultServer,
 ) -> list[str]:
@@ -194,8 +186,6 @@ def problems(
         found.append(f"{record.attempts} attempts, expected {expect.attempts}")
     if expect.hits is not None and faults.hits(case.path) != expect.hits:
         found.append(f"server read {faults.hits(case.path)} requests, expected {expect.hits}")
-    if seconds > time_bound(expect, case):
-        found.append(f"took {seconds:.2f} s, bound {time_bound(expect, case):.2f} s")
     if record.bytes > MAX_BODY:
         found.append(f"{record.bytes} body bytes kept, over the {MAX_BODY} cap")
     if case.memory_bound and peak > 4 * MAX_BODY + 4 * 1024 * 1024:
@@ -250,8 +240,8 @@ async def test_fault_case(
 ) -> None:
     expect = case.expect(method, engine)
     url = case_url(case, faults, unused_port)
-    records, seconds, peak = await fetch_case(case, url, method, engine, ca_file)
-    found = problems(case, expect, records, seconds, peak, faults)
+    records, seconds, peak = await fetch_case(case, url, method, engine, ca_file, faults)
+    found = problems(case, expect, records, peak, faults)
     observed = "?"
     attempts = 0
     if len(records) == 1:

@@ -8,7 +8,7 @@ requests find idle connections, so they start in the lane rather than in a task.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from asyncfetch._api import make_settings
 from asyncfetch._models import Request, Result
@@ -27,13 +27,17 @@ FAST_RETRY = RetryPolicy(retries=2, backoff_base=0.01, backoff_cap=0.05)
 
 
 class ListStore:
-    """A ResultStore keeping every committed result, optionally slow to commit."""
+    """A ResultStore keeping every committed result, optionally slow to commit;
+    ``on_commit`` is called as each commit begins."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, on_commit: Callable[[], None] | None = None) -> None:
         self.results: list[Result] = []
         self.delay = delay
+        self.on_commit = on_commit
 
     async def commit(self, batch: Sequence[Completed]) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
         if self.delay:
             await asyncio.sleep(self.delay)
         self.results.extend(result for _item, result in batch)
@@ -157,22 +161,22 @@ async def test_a_busy_host_parks_its_requests_without_blocking_another(
 async def test_a_slow_writer_holds_the_lane_back(server: RecordingServer) -> None:
     settings = make_settings(concurrency=4, per_host=4)
     harness = await warmed(server, settings, ["127.0.0.1"])
-    store = ListStore(delay=0.05)
+    ahead: list[int] = []  # at each commit: requests the server saw minus records committed
+    store = ListStore(delay=0.5)  # long enough for the lane to reach its bound each time
+    store.on_commit = lambda: ahead.append(len(server.recorder.requests) - len(store.results))
     runner = harness.runner([server.url(f"/ok?n={n}") for n in range(3000)], store)
-    task = asyncio.create_task(runner.run())
     try:
-        await asyncio.sleep(0.3)
-        started = len(server.recorder.requests)
-        committed = len(store.results)
-        # The writer has committed a few batches; the lane may run ahead of it by the
-        # buffer's high-water mark (2 batches), the batch the writer is committing, and
-        # the requests in flight, no more.
-        batch, in_flight = 512, 4
-        assert started - committed <= 2 * batch + batch + in_flight, (started, committed)
-        await task
+        await runner.run()
     finally:
         await harness.aclose()
     assert len(store.results) == 3000
+    # The lane may run ahead of the writer by the buffer's high-water mark (2 batches),
+    # the batch the writer is committing, and the requests in flight, no more; and the
+    # writer was slow enough to be caught up with (else the bound says nothing).
+    batch, in_flight = 512, 4
+    assert len(ahead) >= 3000 // batch
+    assert max(ahead) <= 2 * batch + batch + in_flight, ahead
+    assert max(ahead) > batch, ahead
 
 
 async def test_stop_lets_started_requests_finish_and_starts_no_more(
@@ -184,7 +188,7 @@ async def test_stop_lets_started_requests_finish_and_starts_no_more(
     runner = harness.runner([server.url(f"/delay/50?n={n}") for n in range(400)], store)
     task = asyncio.create_task(runner.run())
     try:
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(server.recorder.seen(8), 30)
         runner.stop()
         await asyncio.wait_for(task, 5)
     finally:
@@ -202,7 +206,7 @@ async def test_cancel_abandons_requests_in_flight(server: RecordingServer) -> No
     runner = harness.runner([server.url(f"/never?n={n}") for n in range(10)], store)
     task = asyncio.create_task(runner.run())
     try:
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(server.recorder.seen(4), 30)  # all four are in flight
         runner.cancel()
         stats = await asyncio.wait_for(task, 5)
     finally:
