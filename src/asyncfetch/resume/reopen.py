@@ -223,7 +223,7 @@ def _mismatch(
     if size < state.output_length:
         return (
             f"it is shorter ({size} bytes) than the journal recorded ({state.output_length}"
-            " bytes); was it edited, replaced or truncated?"
+            " bytes): it was edited, replaced or truncated"
         )
     return None
 

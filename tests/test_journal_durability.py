@@ -1,0 +1,197 @@
+"""The resume journal's promises, each made to fail on purpose and checked deterministically.
+
+What the randomised kill test (test_resume_crash.py) finds only by luck is set up here
+exactly: a COMMIT that fails, a torn CSV line, a batch written but never journaled, an
+output cut shorter than the journal says. Real files and a real SQLite database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncfetch.errors import OutputError, ResumeError
+from asyncfetch.journal import Journal, journal_path, read_state, transaction
+from asyncfetch.models import Request, Result, Timings
+from asyncfetch.queues.base import WorkItem
+from asyncfetch.results import failure_result
+from asyncfetch.resume import fingerprint_differences, open_for_resume
+from asyncfetch.sinks import open_sink
+from asyncfetch.stores import JournaledStore
+
+
+def _no_fingerprint(_salt: str | None) -> dict[str, Any]:
+    return {"version": 1, "salt": "00", "inputs": [], "options": {}}
+
+
+def _result(n: int) -> Result:
+    request = Request.create(f"http://127.0.0.1/{n}", id=f"r{n}")
+    return failure_result(request, "read", "reset", attempts=1, timings=Timings(), started_at="t")
+
+
+def _batch(*numbers: int) -> list[tuple[WorkItem, Result]]:
+    return [(WorkItem(Request.create(f"http://127.0.0.1/{n}"), 0.0), _result(n)) for n in numbers]
+
+
+def _fail_at_commit(connection: sqlite3.Connection) -> None:
+    """A transaction whose COMMIT fails (a deferred constraint), as a full disk would."""
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY)")
+    connection.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS child"
+        " (p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    with transaction(connection):
+        connection.execute("INSERT OR REPLACE INTO done (id, ok, run) VALUES ('lost', 1, 1)")
+        connection.execute("INSERT INTO child (p) VALUES (1)")
+
+
+async def test_the_journal_is_usable_after_a_failed_commit(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "out.jsonl.journal")
+    try:
+        await journal.start_run({"version": 1})
+        with pytest.raises(OutputError, match="FOREIGN KEY constraint failed"):
+            await journal.call(_fail_at_commit)
+        # Rolled back, not left open: the next commit starts its own transaction...
+        await journal.commit([("kept", True), ("bad", False)], 123)
+        assert await journal.lookup(["lost", "kept", "bad"]) == {"kept": 1, "bad": 1}
+        state = await journal.state()
+        # ...and nothing of the failed one ever reaches the database.
+        assert (state.done, state.failed, state.output_length) == (2, 1, 123)
+    finally:
+        await journal.aclose()
+    with pytest.raises(OutputError, match="is closed"):
+        await journal.commit([("late", True)], None)
+
+
+async def test_journal_state_lookup_and_runs(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.journal"
+    journal = await Journal.open(path)
+    try:
+        created = await journal.state()
+        assert (created.created, created.runs, created.done, created.complete) == (
+            True,
+            0,
+            0,
+            False,
+        )
+        assert await journal.start_run({"version": 1, "salt": "ab"}) == 1
+        ids = [f"id{n}" for n in range(2500)]  # more than one lookup query holds
+        await journal.commit([(request_id, True) for request_id in ids], None)
+        found = await journal.lookup([*ids, "missing"])
+        assert len(found) == 2500 and set(found.values()) == {1}
+        assert await journal.lookup([]) == {}
+        await journal.mark_complete()
+    finally:
+        await journal.aclose()
+    await journal.aclose()  # closing twice is harmless
+    again = await Journal.open(path)
+    try:
+        assert await again.start_run({"version": 1}) == 2
+        state = await again.state()
+        assert state.fingerprint == {"version": 1}
+        assert (state.created, state.runs, state.done, state.failed) == (False, 2, 2500, 0)
+        assert state.complete is False  # a new run is incomplete until told
+        assert state.output_length == 0  # no commit gave a length
+    finally:
+        await again.aclose()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert read_state(db).done == 2500
+
+
+def test_journal_path() -> None:
+    assert journal_path("out.jsonl") == Path("out.jsonl.journal")
+    assert journal_path(Path("a/out.csv")) == Path("a/out.csv.journal")
+    assert journal_path("a/out.csv.journal") == Path("a/out.csv.journal")
+
+
+async def test_journal_open_fails_cleanly_where_no_database_can_be(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="cannot open the resume journal"):
+        await Journal.open(tmp_path / "missing-dir" / "out.journal")
+
+
+async def _journaled_csv(out: Path, *batches: tuple[int, ...]) -> set[str]:
+    """Write ``batches`` to a CSV output through the journaled store, as a run does."""
+    journal, _report = await open_for_resume(out, "csv", _no_fingerprint)
+    sink = open_sink(out, output_format="csv", append=True)
+    in_flight = {f"r{n}" for batch in batches for n in batch} | {"other"}
+    store = JournaledStore(sink, journal, in_flight, output_length=lambda: sink.position)
+    for numbers in batches:
+        await store.commit(_batch(*numbers))
+    await store.aclose()
+    await journal.aclose()
+    return in_flight
+
+
+async def test_a_torn_csv_tail_is_cut_back_on_resume(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    in_flight = await _journaled_csv(out, (1, 2), (3,))
+    assert in_flight == {"other"}  # committed ids are the journal's now, only those
+    committed = out.read_bytes()
+    assert committed.count(b"\n") == 4  # the header and three rows
+    # A crash mid-write: a whole row the journal never heard of, then half a row.
+    torn = b"r4,4,GET,http://127.0.0.1/4\r\nr5,5,GE"
+    out.write_bytes(committed + torn)
+    journal, report = await open_for_resume(out, "csv", _no_fingerprint)
+    await journal.aclose()
+    assert report.cut_bytes == len(torn)
+    assert (report.already_done, report.already_failed) == (3, 3)
+    assert out.read_bytes() == committed
+
+
+async def test_an_output_shorter_than_the_journal_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    await _journaled_csv(out, (1, 2))
+    size = out.stat().st_size
+    out.write_bytes(out.read_bytes()[:-5])
+    with pytest.raises(ResumeError) as refused:
+        await open_for_resume(out, "csv", _no_fingerprint)
+    assert str(refused.value) == (
+        f"cannot resume {out}: it is shorter ({size - 5} bytes) than the journal recorded"
+        f" ({size} bytes): it was edited, replaced or truncated. Use --resume-force to"
+        f" rebuild the journal from {out.name} as it is now (its requests that have no"
+        " record are fetched again)."
+    )
+
+
+async def test_a_failed_journal_commit_keeps_the_ids_in_flight(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    journal, _report = await open_for_resume(out, "jsonl", _no_fingerprint)
+    sink = open_sink(out, output_format="jsonl", append=True)
+    in_flight = {"r1"}
+    store = JournaledStore(sink, journal, in_flight, output_length=lambda: sink.position)
+    await journal.aclose()
+    with pytest.raises(OutputError):
+        await store.commit(_batch(1))
+    await store.aclose()
+    # Not journaled: the input filter must not treat r1 as answered for.
+    assert in_flight == {"r1"}
+
+
+def test_fingerprint_differences_in_words() -> None:
+    stored = {
+        "version": 1,
+        "inputs": [{"name": "/a", "size": 10, "head": "h", "tail": "t"}],
+        "options": {"method": "GET", "max_body": 1, "header": "x"},
+    }
+    same = {**stored}
+    assert fingerprint_differences(stored, same) == []
+    changed = {
+        "version": 1,
+        "inputs": [{"name": "/a", "size": 12, "head": "h", "tail": "t"}],
+        "options": {"method": "POST", "max_body": 1, "follow_redirects": True},
+    }
+    assert fingerprint_differences(stored, changed) == [
+        "input /a is not the input of the job (10 → 12 bytes)",
+        "options changed: --follow-redirects, --header, --method",
+    ]
+    assert fingerprint_differences(stored, {**stored, "inputs": []}) == [
+        "the job had 1 input(s), this run has 0"
+    ]
+    assert fingerprint_differences(stored, {**stored, "version": 2}) == [
+        "the journal was written by another asyncfetch version"
+    ]
