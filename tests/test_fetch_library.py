@@ -10,8 +10,8 @@ import pytest
 
 import asyncfetch
 from asyncfetch import Fetcher, Request, RetryPolicy, Timeouts, fetch_all
-from asyncfetch.executor import RequestExecutor
-from asyncfetch.fetcher import make_settings
+from asyncfetch._api import make_settings
+from asyncfetch.pipeline.executor import RequestExecutor
 from asyncfetch.transport.factory import open_transport
 
 from .recording_server import RecordingServer

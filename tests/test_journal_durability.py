@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from asyncfetch.errors import OutputError, ResumeError
-from asyncfetch.journal import Journal, journal_path, read_state, transaction
-from asyncfetch.models import Request, Result, Timings
+from asyncfetch._errors import OutputError, ResumeError
+from asyncfetch._models import Request, Result, Timings
+from asyncfetch.pipeline.stores import JournaledStore
+from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
-from asyncfetch.results import failure_result
-from asyncfetch.resume import fingerprint_differences, open_for_resume
+from asyncfetch.resume.journal import Journal, journal_path, read_state, transaction
+from asyncfetch.resume.reopen import fingerprint_differences, open_for_resume
 from asyncfetch.sinks import open_sink
-from asyncfetch.stores import JournaledStore
 
 
 def _no_fingerprint(_salt: str | None) -> dict[str, Any]:

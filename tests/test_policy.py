@@ -15,7 +15,7 @@ from email.utils import format_datetime
 import pytest
 
 from asyncfetch import ConfigError, Request, RetryPolicy
-from asyncfetch.errors import (
+from asyncfetch._errors import (
     ConnectError,
     ErrorKind,
     ProtocolError,
@@ -24,10 +24,10 @@ from asyncfetch.errors import (
     TimeoutError_,
     TooLargeError,
 )
-from asyncfetch.limits import GcraRateMeter, PerHostLimiter, Slots
-from asyncfetch.models import Response
-from asyncfetch.redact import redact_headers, redact_text, redact_url
-from asyncfetch.retry import (
+from asyncfetch._models import Response
+from asyncfetch.policy.limits import GcraRateMeter, PerHostLimiter, Slots
+from asyncfetch.policy.redact import redact_headers, redact_text, redact_url
+from asyncfetch.policy.retry import (
     GIVE_UP,
     backoff_delay,
     decide_after_error,

@@ -16,18 +16,18 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from asyncfetch.config import RetryPolicy, Settings, Timeouts
-from asyncfetch.models import Request, Result, Timings
+from asyncfetch._models import Request, Result, Timings
+from asyncfetch._settings import RetryPolicy, Settings, Timeouts
+from asyncfetch.policy.records import failure_result, invalid_input_result
 from asyncfetch.queues.base import WorkItem
-from asyncfetch.queues.redis import GROUP, JobKeys, add_requests, create_job, finish_enqueue
-from asyncfetch.queues.redis_codec import encode_request
-from asyncfetch.queues.redis_queue import (
+from asyncfetch.queues.redis.codec import encode_request
+from asyncfetch.queues.redis.jobs import GROUP, JobKeys, add_requests, create_job, finish_enqueue
+from asyncfetch.queues.redis.worker_queue import (
     RedisResultStore,
     RedisWorkQueue,
     WorkerOptions,
     default_lease_s,
 )
-from asyncfetch.results import failure_result, invalid_input_result
 
 from .redis_server import running_redis
 
