@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def sync_copy() -> None:
 
 def mutmut(*args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "mutmut", *args]
-    return subprocess.run(command, cwd=WORK, text=True, capture_output=args[0] == "results")
+    return subprocess.run(command, cwd=WORK, text=True, capture_output=args[0] != "run")
 
 
 def statuses() -> dict[str, str]:
@@ -109,10 +110,16 @@ def write_report() -> int:
         print("no mutation results yet: run `make mutation` first", file=sys.stderr)
         return 1
     survivors = sorted(name for name, status in found.items() if status not in CAUGHT)
-    sections = ["\n".join(score_table(found)), f"{len(survivors)} survivor(s):"]
-    for name in survivors:
-        diff = mutmut("show", name)
-        sections.append(f"--- {name} ({found[name]})\n{diff.stdout.strip()}")
+    untested = [name for name in survivors if found[name] == "no tests"]
+    tested = [name for name in survivors if found[name] != "no tests"]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one mutmut process per diff
+        diffs = list(pool.map(lambda name: mutmut("show", name).stdout.strip(), tested))
+    sections = [
+        "\n".join(score_table(found)),
+        f"{len(untested)} mutant(s) that no selected test reaches:\n" + "\n".join(untested),
+        f"{len(tested)} survivor(s) of the tests that reach them:",
+        *(f"--- {name} ({found[name]})\n{diff}" for name, diff in zip(tested, diffs, strict=True)),
+    ]
     REPORT.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     print(sections[0])
     print(f"{len(survivors)} survivor(s); diffs in {REPORT.relative_to(ROOT)}")
