@@ -50,7 +50,10 @@ def sync_copy() -> None:
         check=True,
         capture_output=True,
     ).stdout.decode()
-    for name in filter(None, tracked.split("\0")):
+    names = set(filter(None, tracked.split("\0")))
+    for stale in _copied_files() - names:  # moved or deleted since the last run
+        (WORK / stale).unlink()
+    for name in names:
         source, target = ROOT / name, WORK / name
         if not source.is_file():  # deleted in the worktree, not yet committed
             continue
@@ -59,6 +62,17 @@ def sync_copy() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
     subprocess.run([sys.executable, "tools/native.py", "clean"], cwd=WORK, check=True)
+
+
+def _copied_files() -> set[str]:
+    found = set()
+    for top in COPIED:
+        path = WORK / top
+        files = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                found.add(file.relative_to(WORK).as_posix())
+    return found
 
 
 def mutmut(*args: str) -> subprocess.CompletedProcess[str]:
