@@ -11,10 +11,13 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
+import orjson
 import pytest
 
 from asyncfetch import ConfigError, Request, RetryPolicy
+from asyncfetch._api import make_settings
 from asyncfetch._errors import (
     ConnectError,
     ErrorKind,
@@ -25,6 +28,7 @@ from asyncfetch._errors import (
     TooLargeError,
 )
 from asyncfetch._models import Response
+from asyncfetch._settings import Timeouts
 from asyncfetch.policy.limits import GcraRateMeter, PerHostLimiter, Slots
 from asyncfetch.policy.redact import redact_headers, redact_text, redact_url
 from asyncfetch.policy.retry import (
@@ -34,7 +38,10 @@ from asyncfetch.policy.retry import (
     decide_after_response,
     parse_retry_after,
 )
-from asyncfetch.transport.redirects import next_request
+from asyncfetch.transport.factory import open_transport
+from asyncfetch.transport.redirects import next_request, send_following
+
+from .recording_server import RecordingServer
 
 # -- redaction -------------------------------------------------------------------------
 
@@ -407,3 +414,63 @@ async def test_try_hold_on_a_busy_host_keeps_its_state() -> None:
     limiter.release("a")
     limiter.release("a")
     assert limiter.tracked_hosts == 0
+
+
+# -- following redirects against a real server -------------------------------------------
+
+
+async def _follow(
+    server: RecordingServer, engine: str, url: str, hops: int, **request: Any
+) -> Response:
+    settings = make_settings()
+    async with open_transport(engine, settings) as transport:
+        return await send_following(
+            transport,
+            Request.create(url, **request),
+            timeouts=Timeouts(total=10),
+            max_body=1 << 20,
+            max_redirects=hops,
+        )
+
+
+async def test_redirects_are_followed_up_to_the_limit(
+    server: RecordingServer, engine: str
+) -> None:
+    final = await _follow(server, engine, server.url("/redirect/3"), 3)
+    assert (final.status, final.url) == (200, server.url("/redirect/0"))
+    assert server.recorder.hits("/redirect/0") == 1 and len(server.recorder.requests) == 4
+    with pytest.raises(RedirectError) as raised:
+        await _follow(server, engine, server.url("/redirect/3"), 2)
+    assert str(raised.value) == "more than 2 redirects"
+    assert len(server.recorder.requests) == 4 + 3
+
+
+async def test_no_redirects_means_the_redirect_is_the_answer(
+    server: RecordingServer, engine: str
+) -> None:
+    first = await _follow(server, engine, server.url("/redirect/1"), 0)
+    assert (first.status, first.header("Location")) == (302, "/redirect/0")
+    assert len(server.recorder.requests) == 1
+
+
+async def test_a_redirect_loop_is_reported_with_the_url_redacted(
+    server: RecordingServer, engine: str
+) -> None:
+    url = server.url("/loop").replace("http://", "http://alice:pa55word@")
+    with pytest.raises(RedirectError) as raised:
+        await _follow(server, engine, url, 5)
+    assert str(raised.value) == (
+        f"redirect loop back to http://[redacted]@127.0.0.1:{server.port}/loop"
+    )
+    assert len(server.recorder.requests) == 1
+
+
+@pytest.mark.parametrize(("code", "method", "body"), [(302, "GET", ""), (307, "POST", "a=1")])
+async def test_a_post_redirected(
+    server: RecordingServer, engine: str, code: int, method: str, body: str
+) -> None:
+    url = server.url(f"/redirect-to?code={code}&url=/echo")
+    final = await _follow(server, engine, url, 1, method="POST", body=b"a=1")
+    echoed = orjson.loads(final.body)
+    assert (echoed["method"], echoed["body"]) == (method, body)
+    assert [seen.method for seen in server.recorder.requests] == ["POST", method]
