@@ -19,18 +19,7 @@ from asyncfetch.policy.retry import (
     parse_retry_after,
 )
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from .fake_clock import FakeClock
 
 
 async def test_gcra_spaces_requests_at_the_rate() -> None:

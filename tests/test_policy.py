@@ -41,6 +41,7 @@ from asyncfetch.policy.retry import (
 from asyncfetch.transport.factory import open_transport
 from asyncfetch.transport.redirects import next_request, send_following
 
+from .fake_clock import FakeClock
 from .recording_server import RecordingServer
 
 # -- redaction -------------------------------------------------------------------------
@@ -305,19 +306,6 @@ def test_non_idempotent_retries_are_opt_in() -> None:
 
 
 # -- limits ----------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 async def test_gcra_with_a_burst_of_one_spaces_every_request() -> None:
