@@ -318,6 +318,13 @@ async def test_gcra_with_a_burst_of_one_spaces_every_request() -> None:
     assert meter.reserve() == pytest.approx(0.15)
 
 
+def test_gcra_on_a_clock_that_starts_at_zero() -> None:
+    clock = FakeClock()
+    clock.now = 0.0  # time.monotonic() soon after boot
+    meter = GcraRateMeter(1, clock=clock, sleep=clock.sleep)
+    assert [meter.reserve(), meter.reserve()] == [0.0, 1.0]
+
+
 def test_gcra_burst_boundary() -> None:
     clock = FakeClock()
     meter = GcraRateMeter(2, burst=2, clock=clock, sleep=clock.sleep)
