@@ -53,8 +53,11 @@ async def test_the_journal_is_usable_after_a_failed_commit(tmp_path: Path) -> No
     journal = await Journal.open(tmp_path / "out.jsonl.journal")
     try:
         await journal.start_run({"version": 1})
-        with pytest.raises(OutputError, match="FOREIGN KEY constraint failed"):
+        with pytest.raises(OutputError) as failed:
             await journal.call(_fail_at_commit)
+        assert str(failed.value) == (
+            f"cannot update the resume journal {journal.path}: FOREIGN KEY constraint failed"
+        )
         # Rolled back, not left open: the next commit starts its own transaction...
         await journal.commit([("kept", True), ("bad", False)], 123)
         assert await journal.lookup(["lost", "kept", "bad"]) == {"kept": 1, "bad": 1}
@@ -63,8 +66,9 @@ async def test_the_journal_is_usable_after_a_failed_commit(tmp_path: Path) -> No
         assert (state.done, state.failed, state.output_length) == (2, 1, 123)
     finally:
         await journal.aclose()
-    with pytest.raises(OutputError, match="is closed"):
+    with pytest.raises(OutputError) as closed:
         await journal.commit([("late", True)], None)
+    assert str(closed.value) == f"the resume journal {journal.path} is closed"
 
 
 async def test_journal_state_lookup_and_runs(tmp_path: Path) -> None:
@@ -85,6 +89,7 @@ async def test_journal_state_lookup_and_runs(tmp_path: Path) -> None:
         assert len(found) == 2500 and set(found.values()) == {1}
         assert await journal.lookup([]) == {}
         await journal.mark_complete()
+        assert (await journal.state()).complete is True
     finally:
         await journal.aclose()
     await journal.aclose()  # closing twice is harmless
@@ -100,7 +105,28 @@ async def test_journal_state_lookup_and_runs(tmp_path: Path) -> None:
         await again.aclose()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("1",)
         assert read_state(db).done == 2500
+
+
+def _synchronous_inside_and_after(connection: sqlite3.Connection) -> tuple[int, int, int]:
+    before = connection.execute("PRAGMA synchronous").fetchone()[0]
+    with transaction(connection, durable=True):
+        inside = connection.execute("PRAGMA synchronous").fetchone()[0]
+    after = connection.execute("PRAGMA synchronous").fetchone()[0]
+    return before, inside, after
+
+
+async def test_durable_transactions_sync_fully_then_go_back(tmp_path: Path) -> None:
+    journal = await Journal.open(tmp_path / "out.jsonl.journal")
+    try:
+        # NORMAL (1) for ordinary commits, FULL (2) for those a rename depends on.
+        assert await journal.call(_synchronous_inside_and_after) == (1, 2, 1)
+        assert await journal.call(lambda db: db.execute("PRAGMA busy_timeout").fetchone()) == (
+            5000,
+        )
+    finally:
+        await journal.aclose()
 
 
 def test_journal_path() -> None:
