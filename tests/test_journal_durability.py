@@ -11,11 +11,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from asyncfetch._errors import OutputError, ResumeError
 from asyncfetch._models import Request, Result, Timings
-from asyncfetch.pipeline.stores import JournaledStore
+from asyncfetch.pipeline.stores import ChannelStore, JournaledStore, SinkStore
 from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.resume.journal import Journal, journal_path, read_state, transaction
@@ -221,3 +222,27 @@ def test_fingerprint_differences_in_words() -> None:
     assert fingerprint_differences(stored, {**stored, "version": 2}) == [
         "the journal was written by another asyncfetch version"
     ]
+
+
+async def test_a_sink_store_makes_each_batch_readable_at_once(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    store = SinkStore(open_sink(out, output_format="jsonl"))
+    await store.commit(_batch(1, 2))
+    # Flushed after the batch: a reader (tail -f, a resume) sees both records now.
+    assert [line["id"] for line in map(orjson.loads, out.read_bytes().splitlines())] == [
+        "r1",
+        "r2",
+    ]
+    await store.commit(_batch(3))
+    await store.aclose()
+    assert out.read_bytes().count(b"\n") == 3
+
+
+async def test_a_channel_store_hands_results_over_then_the_end() -> None:
+    store = ChannelStore(maxsize=2)
+    await store.commit(_batch(1, 2))
+    assert store.channel.full()  # bounded: a third would wait for the consumer
+    received = [store.channel.get_nowait(), store.channel.get_nowait()]
+    assert [result.id for result in received if result is not None] == ["r1", "r2"]
+    await store.aclose()
+    assert store.channel.get_nowait() is None
