@@ -50,6 +50,13 @@ def _jsonl_records(file: BinaryIO) -> Iterator[Record]:
 def _csv_records(file: BinaryIO) -> Iterator[Record]:
     complete = _ends_with_line_break(file)
     text = io.TextIOWrapper(file, encoding="utf-8", errors=_CSV_ERRORS, newline="")
+    try:
+        yield from _csv_rows_as_records(text, complete)
+    finally:
+        text.detach()  # the caller closes the file; a wrapper left to the collector warns
+
+
+def _csv_rows_as_records(text: io.TextIOWrapper, complete: bool) -> Iterator[Record]:
     rows = _csv_rows(text)
     header = next(rows, None)
     if header is None or "id" not in header or "ok" not in header:

@@ -1,0 +1,112 @@
+"""Rebuilding a journal from an output, and removing failed records, byte for byte.
+
+Every expectation is the exact file content or the exact journal rows: the records kept
+are copied unchanged, torn or damaged ones and repeats are dropped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from asyncfetch.resume.journal import connect, get_meta
+from asyncfetch.resume.rewrite import Record, drop_failed, read_records, rebuild
+
+HEADER = b"id,ok,url\r\n"
+
+
+def _done(connection: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    return sorted(connection.execute("SELECT id, ok, run FROM done").fetchall())
+
+
+def test_csv_records_keep_their_bytes_and_drop_the_torn_and_the_broken(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    rows = [
+        b'a,true,"http://x/?q=1,2"\r\n',  # a quoted comma
+        b'b,false,"http://x/\r\nline"\r\n',  # a quoted line break
+        b"short,true\r\n",  # too few columns: damaged
+        b"c,true,http://x/\xff\r\n",  # not UTF-8: kept as it is
+    ]
+    out.write_bytes(HEADER + b"".join(rows) + b"d,true,http://x/to")  # torn last row
+    assert list(read_records(out, "csv")) == [
+        Record("", True, HEADER),
+        Record("a", True, rows[0]),
+        Record("b", False, rows[1]),
+        Record("c", True, rows[3]),
+    ]
+
+
+def test_a_complete_last_csv_row_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_bytes(HEADER + b"a,true,u\r\n")
+    assert [record.id for record in read_records(out, "csv")] == ["", "a"]
+    out.write_bytes(b"url,status\r\nu,200\r\n")  # no id or ok column: nothing to keep
+    assert list(read_records(out, "csv")) == []
+    out.write_bytes(HEADER + b'a,true,"unterminated\r\n')
+    assert [record.id for record in read_records(out, "csv")] == [""]
+    assert list(read_records(tmp_path / "missing.csv", "csv")) == []
+
+
+def test_jsonl_records_drop_damaged_and_torn_lines(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    good = [b'{"id":"a","ok":true}\n', b'{"id":7,"ok":false}\n']
+    out.write_bytes(good[0] + b"{broken\n" + b'{"ok":true}\n' + good[1] + b'{"id":"t"')
+    assert list(read_records(out, "jsonl")) == [
+        Record("a", True, good[0]),
+        Record("7", False, good[1]),
+    ]
+
+
+def test_rebuild_keeps_the_first_record_of_each_id(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_bytes(HEADER + b"a,true,u1\r\nb,false,u2\r\na,false,u3\r\nc,true,u4")
+    connection = connect(tmp_path / "out.csv.journal")
+    try:
+        connection.execute("INSERT INTO done (id, ok, run) VALUES ('stale', 1, 3)")
+        assert rebuild(connection, out, "csv") == 2
+        assert _done(connection) == [("a", 1, 0), ("b", 0, 0)]
+        assert get_meta(connection, "output_length") == str(len(HEADER) + 11 + 12)
+        assert get_meta(connection, "pending_rewrite") is None
+    finally:
+        connection.close()
+    assert out.read_bytes() == HEADER + b"a,true,u1\r\nb,false,u2\r\n"
+    assert not (tmp_path / "out.csv.rewrite").exists()
+
+
+def test_drop_failed_removes_failed_records_and_forgets_them(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_bytes(HEADER + b"a,true,u1\r\nb,false,u2\r\nc,false,u3\r\n")
+    connection = connect(tmp_path / "out.csv.journal")
+    try:
+        connection.executemany(
+            "INSERT INTO done (id, ok, run) VALUES (?, ?, 1)", [("a", 1), ("b", 0), ("c", 0)]
+        )
+        assert drop_failed(connection, out, "csv") == 2
+        assert _done(connection) == [("a", 1, 1)]
+        assert get_meta(connection, "output_length") == str(len(HEADER) + 11)
+    finally:
+        connection.close()
+    assert out.read_bytes() == HEADER + b"a,true,u1\r\n"
+
+
+def test_sqlite_outputs_are_rebuilt_from_their_results_table(tmp_path: Path) -> None:
+    out = tmp_path / "out.sqlite"
+    connection = connect(tmp_path / "out.sqlite.journal")
+    try:
+        assert rebuild(connection, out, "sqlite") == 0  # no output yet
+        with sqlite3.connect(out) as db:
+            db.execute("CREATE TABLE results (id TEXT PRIMARY KEY, ok INTEGER)")
+            db.executemany("INSERT INTO results VALUES (?, ?)", [("a", 1), ("b", 0), ("c", None)])
+        assert rebuild(connection, out, "sqlite") == 3
+        assert _done(connection) == [("a", 1, 0), ("b", 0, 0), ("c", 0, 0)]
+        assert drop_failed(connection, out, "sqlite") == 2
+        assert _done(connection) == [("a", 1, 0)]
+    finally:
+        connection.close()
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    connection = connect(tmp_path / "empty.sqlite.journal")
+    try:
+        assert rebuild(connection, empty, "sqlite") == 0
+    finally:
+        connection.close()
