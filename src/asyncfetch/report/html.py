@@ -68,7 +68,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css: str = "") -> str:
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], css: str = "", table_id: str = ""
+) -> str:
     """A table of already escaped cells; numeric columns are marked by a leading '#'."""
     numeric = [header.startswith("#") for header in headers]
     head = "".join(
@@ -85,7 +87,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css: str = "")
         for row in rows
     )
     return (
-        f'<div class="scroll"><table class="{css}"><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table id="{table_id}" class="{css}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
 
@@ -125,7 +127,7 @@ def _chips(counts: dict[str, int], label: str) -> str:
 
 def _latency(data: ReportData) -> str:
     rows = [[_text(name), _ms(value)] for name, value in data.latency_ms.items()]
-    table = _table(["percentile", "#ms"], rows, "narrow")
+    table = _table(["percentile", "#ms"], rows, "narrow", "percentiles")
     return (
         '<section><h2>Latency</h2><div class="split">'
         '<div class="plot" id="plot-latency" role="img" aria-label="latency histogram"></div>'
@@ -190,9 +192,10 @@ def _hosts(data: ReportData) -> str:
     return (
         "<section><h2>Hosts</h2><h3>Busiest hosts (requests; green ok, red failed)</h3>"
         f"{_host_bars(data.busiest_hosts)}"
-        f"{_table(_HOST_HEADERS, _host_rows(data.busiest_hosts))}"
+        f"{_table(_HOST_HEADERS, _host_rows(data.busiest_hosts), table_id='hosts-busiest')}"
         "<h3>Slowest hosts (mean latency)</h3>"
-        f"{_table(_HOST_HEADERS, _host_rows(data.slowest_hosts))}{note}</section>"
+        f"{_table(_HOST_HEADERS, _host_rows(data.slowest_hosts), table_id='hosts-slowest')}"
+        f"{note}</section>"
     )
 
 
@@ -221,13 +224,13 @@ def _requests(data: ReportData) -> str:
     if data.failed:
         failed = (
             "<h3>Most frequent failures</h3>"
-            f"{_table(['kind or status', 'message', '#requests'], groups)}"
+            f"{_table(['kind or status', 'message', '#requests'], groups, table_id='errors')}"
             f"<h3>Failed requests (the first {min(len(data.failed), _SHOWN_ROWS)})</h3>"
-            f"{_table(_REQUEST_HEADERS, _request_rows(data.failed))}"
+            f"{_table(_REQUEST_HEADERS, _request_rows(data.failed), table_id='failed')}"
         )
     return (
         "<section><h2>Slowest requests</h2>"
-        f"{_table(_REQUEST_HEADERS, _request_rows(data.slowest))}</section>"
+        f"{_table(_REQUEST_HEADERS, _request_rows(data.slowest), table_id='slowest')}</section>"
         f"<section><h2>Failed requests</h2>{failed}</section>"
     )
 
