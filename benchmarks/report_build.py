@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 
 from asyncfetch.sinks._records import flat_columns, flatten
-from asyncfetch.sinks.sqlite import COLUMNS as SQLITE_COLUMNS
 from asyncfetch.sinks.sqlite import _CREATE, _INSERT
+from asyncfetch.sinks.sqlite import COLUMNS as SQLITE_COLUMNS
 
 HOSTS = 20_000
 START = 1_796_000_000.0  # 2026-11-30 UTC, any fixed moment will do

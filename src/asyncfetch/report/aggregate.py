@@ -42,6 +42,7 @@ class ReportData:
     bytes: int
     wall_s: float
     started_s: float | None
+    ended_s: float | None
     by_status_class: dict[str, int]
     by_error_kind: dict[str, int]
     latency_ms: dict[str, float]
@@ -175,6 +176,7 @@ class RunAggregate:
             bytes=self.bytes,
             wall_s=self._span.seconds,
             started_s=self._span.first,
+            ended_s=self._span.last,
             by_status_class=dict(sorted(self.by_status_class.items())),
             by_error_kind=dict(sorted(self.by_error_kind.items())),
             latency_ms=self._percentiles(),

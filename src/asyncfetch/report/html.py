@@ -251,7 +251,12 @@ def page_data(data: ReportData) -> dict[str, Any]:
     series = data.timeline
     return {
         "latency": {**_latency_bars(data.latency_buckets), "percentiles": data.latency_ms},
-        "timeline": {"start": series.start_s, "width": series.width_s, "counts": series.counts},
+        "timeline": {
+            "start": series.start_s,
+            "width": series.width_s,
+            "end": data.ended_s,
+            "counts": series.counts,
+        },
     }
 
 

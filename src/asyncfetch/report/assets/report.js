@@ -58,7 +58,7 @@
       scales: { x: { time: false, distr: 3 }, y: { range: function (u, min, max) { return [0, max * 1.1 || 1]; } } },
       axes: axes({ label: "latency (ms, log scale)", values: function (u, vals) { return vals.map(msLabel); } }),
       series: [
-        { label: "≤ ms", value: function (u, v) { return v == null ? "-" : v.toFixed(1) + " ms"; } },
+        { label: "latency ≤", value: function (u, v) { return v == null ? "-" : v.toFixed(1) + " ms"; } },
         { label: "requests", stroke: colour("--accent"), fill: colour("--accent") + "99", paths: uPlot.paths.bars({ size: [0.9, 40], align: -1 }), points: { show: false } },
       ],
       hooks: { draw: [percentileLines] },
@@ -72,9 +72,21 @@
     return xs;
   }
 
+  // Seconds each bucket covers: the last one only up to the run's end (at least a
+  // quarter of a bucket), so a run that ends early in a bucket does not seem to slow down.
+  function spans() {
+    var t = data.timeline, n = t.counts["failed"].length, out = [];
+    for (var i = 0; i < n; i++) out.push(t.width);
+    if (n && t.end != null) {
+      var covered = t.end - (t.start + (n - 1) * t.width);
+      out[n - 1] = Math.min(t.width, Math.max(covered, t.width / 4));
+    }
+    return out;
+  }
+
   function perSecond(counts) {
-    var w = data.timeline.width;
-    return counts.map(function (n) { return n / w; });
+    var seconds = spans();
+    return counts.map(function (n, i) { return n / seconds[i]; });
   }
 
   function sum(names, i) {
@@ -98,7 +110,8 @@
 
   function throughputPlot(el) {
     var xs = timeAxis(), all = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
-    var requests = xs.map(function (_, i) { return sum(all, i) / data.timeline.width; });
+    var seconds = spans();
+    var requests = xs.map(function (_, i) { return sum(all, i) / seconds[i]; });
     return timePlot(el, [
       { label: "requests/s", stroke: colour("--accent"), width: 2 },
       { label: "failed/s", stroke: colour("--fail"), width: 2 },
