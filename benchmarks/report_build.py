@@ -20,6 +20,7 @@ import csv
 import os
 import random
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,15 +140,16 @@ def _write_sqlite(path: Path, records: Iterator[dict[str, Any]]) -> None:
     connection.close()
 
 
-def measured(*args: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``asyncfetch ARGS`` in a child process."""
+def measured(*args: str) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MiB) of ``asyncfetch ARGS`` as a child."""
     started = time.perf_counter()
-    pid = os.spawnv(os.P_NOWAIT, sys.executable, [sys.executable, "-m", "asyncfetch", *args])
-    _, status, usage = os.wait4(pid, 0)
+    argv = [sys.executable, "-m", "asyncfetch", *args]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"asyncfetch {' '.join(args)} failed with status {status}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -163,13 +165,21 @@ def main() -> None:
         records = Path(scratch) / f"records.{args.format}"
         write_records(records, args.format, args.records)
         size_mb = records.stat().st_size / 2**20
-        base_s, base_mb = measured("--version")
-        build_s, build_mb = measured("report", str(records), "-o", f"{scratch}/r.html", "-q")
+        base_s, base_cpu, base_mb = measured("--version")
+        build_s, build_cpu, build_mb = measured(
+            "report", str(records), "-o", f"{scratch}/r.html", "-q"
+        )
         page_kb = Path(scratch, "r.html").stat().st_size / 1024
     print(f"records: {args.records:,} {args.format} ({size_mb:,.0f} MiB)")
-    print(f"report:  {build_s:.1f} s, peak RSS {build_mb:.0f} MiB, page {page_kb:.0f} KiB")
-    print(f"baseline (asyncfetch --version): {base_s:.2f} s, peak RSS {base_mb:.0f} MiB")
-    print(f"per record: {1e6 * (build_s - base_s) / args.records:.1f} µs")
+    print(
+        f"report:  {build_s:.1f} s wall, {build_cpu:.1f} s CPU, peak RSS {build_mb:.0f} MiB,"
+        f" page {page_kb:.0f} KiB"
+    )
+    print(
+        f"baseline (asyncfetch --version): {base_s:.2f} s wall, {base_cpu:.2f} s CPU,"
+        f" peak RSS {base_mb:.0f} MiB"
+    )
+    print(f"CPU per record: {1e6 * (build_cpu - base_cpu) / args.records:.1f} µs")
 
 
 if __name__ == "__main__":

@@ -90,3 +90,21 @@ async def test_report_renders_every_plot_without_errors_or_network(
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == ("rgb(13, 17, 23)" if scheme == "dark" else "rgb(255, 255, 255)")
     await page.close()
+
+
+async def test_report_of_an_empty_output_says_so_without_errors(
+    tmp_path: Path, browser: Browser
+) -> None:
+    output, page_file = tmp_path / "empty.jsonl", tmp_path / "empty.html"
+    output.write_bytes(b"")
+    done = await run_cli("report", str(output), "-o", str(page_file))
+    assert done.code == 0, done.stderr
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    await page.goto(page_file.as_uri())
+    for plot in PLOTS:
+        assert await page.locator(f"#{plot}").inner_text() == "no timed requests"
+    assert problems == []
+    await page.close()
