@@ -88,8 +88,8 @@ def _build(
         )
     if job is None or redis_url is None:
         raise ConfigError("give OUT (a records file), or --redis URL and --job NAME")
-    from ..runtime.eventloop import run_coroutine
     from ..queues.redis.jobs import redact_redis_url
+    from ..runtime.eventloop import run_coroutine
 
     data = run_coroutine(report_from_redis(redis_url, job))
     return output or Path(f"{job}.html"), f"job {job} on {redact_redis_url(redis_url)}", data

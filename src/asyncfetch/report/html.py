@@ -12,12 +12,11 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from importlib import resources
+from importlib import metadata, resources
 from typing import Any
 
 import orjson
 
-from .. import __version__
 from .aggregate import ReportData
 from .hosts import HostSummary
 from .records import Observation
@@ -33,6 +32,15 @@ def _asset(name: str) -> str:
     return (
         resources.files("asyncfetch.report").joinpath("assets", name).read_text(encoding="utf-8")
     )
+
+
+def _generator() -> str:
+    # From the installed metadata: the root package (which holds __version__) is a layer
+    # above this one.
+    try:
+        return f"asyncfetch {metadata.version('asyncfetch')}"
+    except metadata.PackageNotFoundError:
+        return "asyncfetch"  # a source tree that was never installed
 
 
 def _text(value: object) -> str:
@@ -271,7 +279,7 @@ def render(data: ReportData, *, source: str, generated: datetime | None = None) 
     notes = "".join(f'<p class="note">{_text(note)}</p>' for note in data.notes)
     body = (
         f'<header><h1>asyncfetch report</h1><p class="source">{_text(source)}'
-        f" · generated {when} by asyncfetch {__version__}</p></header>{notes}"
+        f" · generated {when} by {_text(_generator())}</p></header>{notes}"
         f"<main>{_headline(data)}{_latency(data)}{_timelines()}{_hosts(data)}"
         f"{_requests(data)}</main>"
     )

@@ -226,8 +226,8 @@ async def read_redis_job(
     redis_url: str, job: str, counts: ReadCounts
 ) -> AsyncIterator[list[Observation]]:
     """Batches of a Redis job's results (and dead letters), one per request id."""
-    from ..queues.redis.jobs import JobKeys, connected
     from ..queues.redis.collect import ResultReader
+    from ..queues.redis.jobs import JobKeys, connected
 
     async with connected(redis_url) as client:
         reader = ResultReader(client, JobKeys(job))
