@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from measure import plan_cpus, raise_fd_limit
+from measure import plan_cpus, raise_fd_limit, run_counted
 from servers import NginxServer
 
 
@@ -33,24 +33,6 @@ def variants(urls: Path, out: Path, scratch: Path, concurrency: int) -> dict[str
         "--report": [*base, "--no-progress", "-q", "--report", str(scratch / "r.html")],
         "--metrics-port": [*base, "--no-progress", "-q", "--metrics-port", "0"],
     }
-
-
-def measure(
-    argv: list[str], out: Path, expected: int, env: dict[str, str] | None
-) -> tuple[float, float]:
-    """Requests per second (wall time around the child) and its CPU µs per request."""
-    out.unlink(missing_ok=True)
-    started = os.times().elapsed
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = os.times().elapsed - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv[4:]} failed with exit status {os.waitstatus_to_exitcode(status)}")
-    with out.open("rb") as lines:
-        written = sum(1 for _ in lines)
-    if written != expected:
-        sys.exit(f"{argv[4:]} wrote {written} records, expected {expected}")
-    return expected / wall, 1e6 * (usage.ru_utime + usage.ru_stime) / expected
 
 
 def main() -> None:
@@ -78,8 +60,10 @@ def main() -> None:
         cpu: dict[str, float] = dict.fromkeys(runs, float("inf"))
         for _ in range(args.rounds):
             for name, (argv, env) in runs.items():
-                rate, micros = measure(cpus.wrap_client(argv), out, args.n, env)
-                rates[name], cpu[name] = max(rates[name], rate), min(cpu[name], micros)
+                usage = run_counted(cpus.wrap_client(argv), out, args.n, env, subprocess.DEVNULL)
+                micros = 1e6 * (usage.user_s + usage.sys_s) / args.n
+                rates[name] = max(rates[name], args.n / usage.wall_s)
+                cpu[name] = min(cpu[name], micros)
         rounds = f"best of {args.rounds}"
         print(f"{args.n:,} requests, concurrency {args.concurrency}, {rounds}; {cpus.describe()}")
         # CPU per request is the steadier figure on a shared machine; wall rates are shown too.

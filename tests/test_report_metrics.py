@@ -48,6 +48,16 @@ async def scrape_while(process: asyncio.subprocess.Process, port: int, done: int
         await asyncio.sleep(0.05)
 
 
+async def scrape_run(process: asyncio.subprocess.Process, port: int) -> tuple[Samples, str]:
+    """Samples taken while the run goes, and its stderr once it exited 0."""
+    try:
+        samples = await scrape_while(process, port, done=8)
+    finally:
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    return samples, stderr.decode()
+
+
 def slow_urls(server: RecordingServer, count: int) -> list[str]:
     urls = [server.url(f"/status/429?n={n}", host="localhost") for n in range(3)]
     urls += [server.url(f"/status/503?n={n}", host="localhost") for n in range(2)]
@@ -95,13 +105,9 @@ async def test_fetch_serves_metrics_while_it_runs(
         "--metrics-port",
         str(unused_port),
     )
-    try:
-        samples = await scrape_while(process, unused_port, done=8)
-    finally:
-        _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
+    samples, stderr = await scrape_run(process, unused_port)
     check_samples(samples, server)
-    assert f"metrics on http://127.0.0.1:{unused_port}/metrics" in stderr.decode()
+    assert f"metrics on http://127.0.0.1:{unused_port}/metrics" in stderr
     with pytest.raises(urllib.error.URLError, match="Connection refused"):
         scrape(unused_port)  # the server went away with the run
 
@@ -115,11 +121,7 @@ async def test_worker_serves_metrics_while_it_runs(
     done = await run_cli("enqueue", str(source), *job, "-c", "4", "--retries", "0")
     assert done.code == 0, done.stderr
     process = await start_cli("worker", *job, "--no-progress", "--metrics-port", str(unused_port))
-    try:
-        samples = await scrape_while(process, unused_port, done=8)
-    finally:
-        _, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
+    samples, _ = await scrape_run(process, unused_port)
     check_samples(samples, server)
 
 
