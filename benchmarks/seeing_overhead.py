@@ -4,8 +4,9 @@ invocation.
 
 Starts nginx on one core and runs the CLI on the other (as ceiling.py does), alternating
 the variants round after round so that a disturbance of the machine hits them alike; the
-best round of each is kept. ``--before SRC`` adds the same quiet run on another source
-tree (e.g. an older revision, built with ``tools/native.py build``) as a before/after.
+best round of each is kept. ``--before SRC`` adds the quiet run and the run with a summary
+on another source tree (e.g. an older revision, built with ``tools/native.py build``): the
+summary run of the older tree had no host tables, so the two summary runs compare them.
 
     .venv/bin/python benchmarks/seeing_overhead.py                  # 100,000 requests, 5 rounds
     .venv/bin/python benchmarks/seeing_overhead.py -n 200000 --rounds 7 --before /tmp/old/src
@@ -55,7 +56,11 @@ def main() -> None:
         }
         if args.before is not None:
             before_env = {**os.environ, "PYTHONPATH": str(args.before)}
-            runs = {"before: quiet (-q)": (runs["quiet (-q)"][0], before_env), **runs}
+            before = {
+                "before: quiet (-q)": (runs["quiet (-q)"][0], before_env),
+                "before: summary": (runs["summary with host tables"][0], before_env),
+            }
+            runs = {**before, **runs}
         rates: dict[str, float] = dict.fromkeys(runs, 0.0)
         cpu: dict[str, float] = dict.fromkeys(runs, float("inf"))
         for _ in range(args.rounds):

@@ -92,3 +92,12 @@ def test_failures_keep_the_first_hundred_and_group_the_messages() -> None:
     ]
     assert len(data.slowest) == 50
     assert all(seen.total_ms == 49.0 for seen in data.slowest)
+
+
+def test_hosts_whose_names_start_alike_are_counted_apart() -> None:
+    table = HostTable()
+    urls = ["http://a.test:1/x", "http://a.test:10/y", "http://a.test/z", "http://a.test.org/w"]
+    for url in urls * 3 + ["http://a.test:1/x?again", "http://A.TEST:1/upper"]:
+        table.add(url, 200, True, 1, 1.0)
+    counts = {host.host: host.requests for host in table.busiest(10)}
+    assert counts == {"a.test:1": 5, "a.test:10": 3, "a.test": 3, "a.test.org": 3}

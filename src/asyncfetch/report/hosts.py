@@ -18,16 +18,24 @@ from ..pipeline.stats import LatencyHistogram
 DEFAULT_CAPACITY: Final = 1000
 
 
-def host_of(url: str) -> str:
-    """``host[:port]`` of ``url``, lower case, without user info (``""`` when none)."""
-    start = url.find("://")
-    start = 0 if start < 0 else start + 3
+def _host_end(url: str, start: int) -> int:
     end = len(url)
     for separator in ("/", "?", "#"):
         found = url.find(separator, start)
         if 0 <= found < end:
             end = found
-    host = url[start:end]
+    return end
+
+
+def _host_start(url: str) -> int:
+    start = url.find("://")
+    return 0 if start < 0 else start + 3
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of ``url``, lower case, without user info (``""`` when none)."""
+    start = _host_start(url)
+    host = url[start : _host_end(url, start)]
     at = host.rfind("@")
     if at >= 0:
         host = host[at + 1 :]
@@ -127,18 +135,32 @@ class HostTable:
         self.capacity = capacity
         self.forgotten = 0
         self._hosts: dict[str, HostCounters] = {}
+        # The last URL's "scheme://host/" and its counters: a run's URLs mostly come host
+        # by host, and a prefix test is cheaper than taking every URL apart.
+        self._last_prefix = ""
+        self._last: HostCounters | None = None
 
     def __len__(self) -> int:
         return len(self._hosts)
 
     def add(self, url: str, status: int | None, ok: bool, attempts: int, total_ms: float) -> None:
+        counters = self._last
+        if counters is None or not self._last_prefix or not url.startswith(self._last_prefix):
+            counters = self._counters_of(url)
+        counters.add(status, ok, attempts, total_ms)
+
+    def _counters_of(self, url: str) -> HostCounters:
         host = host_of(url)
         counters = self._hosts.get(host)
         if counters is None:
             if len(self._hosts) >= 2 * self.capacity:
                 self._forget()
             counters = self._hosts[host] = HostCounters(host)
-        counters.add(status, ok, attempts, total_ms)
+        end = _host_end(url, _host_start(url))
+        # Only a prefix that ends the host ("/") is safe: "a.test" also starts "a.test.org".
+        self._last_prefix = url[: end + 1] if url[end : end + 1] == "/" else ""
+        self._last = counters
+        return counters
 
     def add_result(self, result: Result) -> None:
         status = result.status
@@ -178,6 +200,7 @@ class HostTable:
             kept.setdefault(counters.host, counters)
         self.forgotten += len(self._hosts) - len(kept)
         self._hosts = kept
+        self._last_prefix, self._last = "", None
 
 
 def _requests_then_name(counters: HostCounters) -> tuple[int, str]:
