@@ -38,7 +38,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: native
+# The report's browser test opens pages in Debian's chromium (driven by playwright).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get -o DPkg::Lock::Timeout=600 update -q
+	apt-get -o DPkg::Lock::Timeout=600 install -y -q chromium
+
+pytest: native $(CHROMIUM)
 	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

@@ -19,23 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from measure import plan_cpus, raise_fd_limit
+from measure import Usage, plan_cpus, raise_fd_limit, run_counted
 from servers import NginxServer
 
 HERE = Path(__file__).resolve()
-
-
-@dataclass(frozen=True)
-class Usage:
-    wall_s: float
-    user_s: float
-    sys_s: float
 
 
 def main() -> None:
@@ -66,7 +57,10 @@ def main() -> None:
         print(f"{args.n:,} requests, concurrency {args.concurrency}; {cpus.describe()}")
         for label, (argv, env) in commands.items():
             best = min(
-                (_measure(cpus.wrap_client(argv), out, args.n, env) for _ in range(args.repeat)),
+                (
+                    run_counted(cpus.wrap_client(argv), out, args.n, env)
+                    for _ in range(args.repeat)
+                ),
                 key=lambda usage: usage.wall_s,
             )
             _report(label, best, args.n)
@@ -91,21 +85,6 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="keep the fastest of N runs")
     parser.add_argument("--client", nargs=2, metavar=("URLS", "OUT"), help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def _measure(argv: list[str], out: Path, expected: int, env: dict[str, str] | None) -> Usage:
-    out.unlink(missing_ok=True)
-    started = os.times().elapsed
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = os.times().elapsed - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{argv[:3]} failed with exit status {os.waitstatus_to_exitcode(status)}")
-    with out.open("rb") as lines:
-        written = sum(1 for _ in lines)
-    if written != expected:
-        sys.exit(f"{argv[:3]} wrote {written} records, expected {expected}")
-    return Usage(wall, usage.ru_utime, usage.ru_stime)
 
 
 def _report(label: str, usage: Usage, n: int) -> None:

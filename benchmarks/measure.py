@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -145,3 +146,32 @@ def run_measured(
 def _tail(path: Path, limit: int = 600) -> str:
     data = path.read_bytes()[-limit:]
     return data.decode("utf-8", "replace").strip()
+
+
+@dataclass(frozen=True)
+class Usage:
+    wall_s: float
+    user_s: float
+    sys_s: float
+
+
+def run_counted(
+    argv: list[str],
+    out: Path,
+    expected: int,
+    env: dict[str, str] | None,
+    stderr: int | None = None,
+) -> Usage:
+    """Run ``argv`` (which writes ``expected`` lines to ``out``); its wall and CPU time."""
+    out.unlink(missing_ok=True)
+    started = os.times().elapsed
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=stderr, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = os.times().elapsed - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{argv[:3]} failed with exit status {os.waitstatus_to_exitcode(status)}")
+    with out.open("rb") as lines:
+        written = sum(1 for _ in lines)
+    if written != expected:
+        sys.exit(f"{argv[:3]} wrote {written} records, expected {expected}")
+    return Usage(wall, usage.ru_utime, usage.ru_stime)

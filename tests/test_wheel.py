@@ -58,6 +58,9 @@ def test_the_wheel_carries_every_compiled_module_and_a_platform_tag(wheel: Path)
     wanted.add("asyncfetch/_native__mypyc" + SUFFIX)
     assert wanted - names == set()
     assert "asyncfetch/pipeline/lane.py" in names  # the sources stay beside them
+    # What the HTML report inlines: a report from an installed wheel must not break.
+    assets = {"uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE", "report.js", "report.css"}
+    assert {f"asyncfetch/report/assets/{name}" for name in assets} - names == set()
     assert not wheel.name.endswith("-none-any.whl")
 
 

@@ -17,7 +17,11 @@ class Printer(Protocol):
     """What the run helpers print through: a rich Console or a :class:`LazyConsole`."""
 
     def print(
-        self, *objects: Any, markup: bool | None = None, highlight: bool | None = None
+        self,
+        *objects: Any,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        soft_wrap: bool | None = None,
     ) -> None: ...
 
 
@@ -36,6 +40,10 @@ class LazyConsole:
         return self._console
 
     def print(
-        self, *objects: Any, markup: bool | None = None, highlight: bool | None = None
+        self,
+        *objects: Any,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        soft_wrap: bool | None = None,
     ) -> None:
-        self.console.print(*objects, markup=markup, highlight=highlight)
+        self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=soft_wrap)

@@ -28,18 +28,27 @@ from .._errors import ConfigError
 from .._models import Request, Response, RunStats
 from .._settings import Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
-from ..pipeline.runner import Runner
+from ..pipeline.runner import ResultHook, Runner
 from ..policy.limits import RateLimiter
-from ..report.progress import ProgressReporter, summary_lines
+from ..report.progress import SUMMARY_HOSTS, ProgressReporter, host_lines, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .fetch import fetch_command
 from .job import FetchJob
-from .run import chain_inputs, check_inputs, run_with_exit_codes, signal_handler
+from .run import (
+    chain_inputs,
+    check_inputs,
+    open_watch,
+    run_with_exit_codes,
+    signal_handler,
+    start_metrics,
+)
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
     from ..queues.redis.jobs import JobKeys, Redis
     from ..queues.redis.worker_queue import RedisWorkQueue
+    from ..report.hosts import HostSummary
+    from ..report.live import RunWatch
 
 # fetch's options that say how a job's requests are made. They are fetch_command's own
 # parameter objects, so both commands take the same spellings, checks and defaults.
@@ -244,17 +253,23 @@ def worker_command(
     follow: bool,
     progress: bool | None,
     quiet: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Work on JOB until it is complete: fetch its requests, commit results, XACK.
 
     Several workers on several machines may share a job. Exit codes: 0 the job is
     complete, 2 usage error or unknown job, 3 Redis failed, 130 interrupted.
     """
-    local = {"concurrency": concurrency, "quiet": quiet, "progress": progress}
+    local: dict[str, Any] = {"concurrency": concurrency, "quiet": quiet, "progress": progress}
+    local.update(metrics_port=metrics_port, metrics_host=metrics_host)
     worker = _Worker(redis_url, job, local, name or f"{socket.gethostname()}-{os.getpid()}")
     worker.lease, worker.max_deliveries, worker.follow = lease, max_deliveries, follow
     console = Console(stderr=True)
     sys.exit(run_with_exit_codes(worker.run(console), console))
+
+
+worker_command.params.extend(_fetch_params("metrics_port", "metrics_host"))
 
 
 class _Worker:
@@ -272,6 +287,8 @@ class _Worker:
         options["cacert"] = None if options["cacert"] is None else Path(options["cacert"])
         options["quiet"] = self.local["quiet"]
         options["progress"] = self.local["progress"]
+        options["metrics_port"] = self.local["metrics_port"]
+        options["metrics_host"] = self.local["metrics_host"]
         if self.local["concurrency"] is not None:
             options["concurrency"] = self.local["concurrency"]
         return FetchJob.from_options(options)
@@ -290,15 +307,19 @@ class _Worker:
             engine = resolve_engine(fetch_job.engine, settings)
             transport = open_transport(engine, settings)
             stack.push_async_callback(transport.aclose)
-            runner, queue = self._runner(client, keys, stored, settings, transport)
+            watch = open_watch(fetch_job)
+            on_result = None if watch is None else watch.on_result
+            runner, queue = self._runner(client, keys, stored, settings, transport, on_result)
             stack.push_async_callback(queue.aclose)
+            if watch is not None and fetch_job.metrics_port is not None:
+                await start_metrics(fetch_job, runner.stats, watch, console, stack)
             stats = await _run_with_signals(runner, console, settings, fetch_job)
             error = queue.feeder_error()
             if error is not None:
                 raise error
         extra = {"engine": engine, "worker": self.name, "reclaimed": queue.reclaimed}
         extra["dead_lettered"] = queue.dead_lettered
-        return _report(runner, stats, console, extra, quiet=fetch_job.quiet)
+        return _report(runner, stats, console, extra, quiet=fetch_job.quiet, watch=watch)
 
     def _runner(
         self,
@@ -307,6 +328,7 @@ class _Worker:
         stored: dict[str, Any],
         settings: Settings,
         transport: Transport,
+        on_result: ResultHook | None,
     ) -> tuple[Runner, RedisWorkQueue]:
         from ..queues.redis.worker_queue import (
             RedisResultStore,
@@ -326,7 +348,8 @@ class _Worker:
         queue = RedisWorkQueue(client, keys, options)
         executor = _executor(transport, settings, _shared_rate(client, keys, stored))
         store = RedisResultStore(client, keys, self.name, on_commit=queue.committed)
-        return Runner(queue, store, executor, concurrency=concurrency), queue
+        runner = Runner(queue, store, executor, concurrency=concurrency, on_result=on_result)
+        return runner, queue
 
 
 def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> RateLimiter | None:
@@ -380,14 +403,25 @@ async def _run_with_signals(
 
 
 def _report(
-    runner: Runner, stats: RunStats, console: Console, extra: dict[str, Any], *, quiet: bool
+    runner: Runner,
+    stats: RunStats,
+    console: Console,
+    extra: dict[str, Any],
+    *,
+    quiet: bool,
+    watch: RunWatch | None,
 ) -> int:
     if runner.stopping:
         extra["interrupted"] = True
     if not quiet:
-        for line in summary_lines(stats, extra):
-            _say(console, line)
+        hosts = [] if watch is None else host_lines(*_hosts_shown(watch))
+        for line in summary_lines(stats, extra) + hosts:
+            console.print(f"asyncfetch: {line}", highlight=False, markup=False, soft_wrap=True)
     return EXIT_INTERRUPTED if runner.stopping else EXIT_OK
+
+
+def _hosts_shown(watch: RunWatch) -> tuple[list[HostSummary], list[HostSummary]]:
+    return watch.hosts.busiest(SUMMARY_HOSTS), watch.hosts.slowest(SUMMARY_HOSTS)
 
 
 # -- collect --------------------------------------------------------------------------

@@ -180,6 +180,22 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     is_flag=True,
     help="On resume, fetch again the requests whose record is a failure (implies --resume).",
 )
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write an HTML report of the run here when it ends (also on Ctrl-C).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics on this port while running (0: any free port).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics server listens on.",
+)
 def fetch_command(**options: object) -> None:
     """Fetch every request in INPUT (URL lines, JSONL specs or CSV; '-' = stdin).
 

@@ -58,6 +58,9 @@ class FetchJob(NamedTuple):
     resume: bool = False
     resume_force: bool = False
     retry_failed: bool = False
+    report: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
@@ -116,6 +119,12 @@ class FetchJob(NamedTuple):
             "max_redirects": self.max_redirects,
             "save_dir": None if self.save_dir is None else str(self.save_dir.resolve()),
         }
+
+    @property
+    def watches_hosts(self) -> bool:
+        """Whether anything of the run shows per-host figures (summary, report, metrics)."""
+        shown = not self.quiet or self.summary_json is not None
+        return shown or self.report is not None or self.metrics_port is not None
 
     @property
     def progress_mode(self) -> str:

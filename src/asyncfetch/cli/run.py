@@ -21,7 +21,14 @@ from ..pipeline.runner import Runner
 from ..pipeline.stats import StatsCollector
 from ..policy.limits import GcraRateMeter
 from ..queues.memory import MemoryQueue
-from ..report.progress import ProgressReporter, summary_dict, summary_lines
+from ..report.progress import (
+    SUMMARY_HOSTS,
+    ProgressReporter,
+    host_dicts,
+    host_lines,
+    summary_dict,
+    summary_lines,
+)
 from ..runtime.eventloop import run_coroutine
 from ..runtime.gc_tuning import fewer_collections
 from ..sources.batching import Flattened
@@ -33,6 +40,8 @@ from .resume_wiring import open_store
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ..report.live import RunWatch
 
 
 def run_fetch_job(job: FetchJob, console: Console | None = None) -> int:
@@ -113,6 +122,7 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
     engine = resolve_engine(job.engine, settings)
     check_inputs(job)
     stats = StatsCollector()
+    watch = open_watch(job)
     async with AsyncExitStack() as stack:
         wiring = await open_store(job, stack, stats, chain_input_batches(job), console)
         transport = open_transport(engine, settings)
@@ -128,15 +138,62 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
         )
         stack.push_async_callback(executor.aclose)
         runner = Runner(
-            queue, wiring.store, executor, concurrency=settings.limits.concurrency, stats=stats
+            queue,
+            wiring.store,
+            executor,
+            concurrency=settings.limits.concurrency,
+            stats=stats,
+            on_result=None if watch is None else watch.on_result,
         )
+        if job.metrics_port is not None and watch is not None:
+            await start_metrics(job, stats, watch, console, stack)
         result = await _run_with_signals(job, runner, console, settings, wiring.already_done)
         input_error = queue.feeder_error()
         if input_error is not None:
             raise input_error
         if not runner.stopping:
             await wiring.finished()
-    return _finish(job, runner, result, console, engine, wiring.extra, wiring.notes(result))
+    extra = {**wiring.extra, **write_run_report(job, watch, wiring.already_done)}
+    return _finish(job, runner, result, console, engine, extra, wiring.notes(result), watch)
+
+
+def open_watch(job: FetchJob) -> RunWatch | None:
+    """Per-host figures (and the report's) when anything will show them."""
+    if not job.watches_hosts:
+        return None
+    from ..report.live import RunWatch
+
+    return RunWatch(full_report=job.report is not None)
+
+
+async def start_metrics(
+    job: FetchJob, stats: StatsCollector, watch: RunWatch, console: Printer, stack: AsyncExitStack
+) -> None:
+    """``--metrics-port``: serve the run's metrics until ``stack`` closes."""
+    from ..report.metrics import MetricsServer
+
+    assert job.metrics_port is not None
+    server = MetricsServer(stats, watch.hosts, job.metrics_port, job.metrics_host)
+    await stack.enter_async_context(server)
+    if not job.quiet:
+        console.print(f"asyncfetch: metrics on {server.url}", highlight=False, markup=False)
+
+
+def write_run_report(job: FetchJob, watch: RunWatch | None, already_done: int) -> dict[str, Any]:
+    """Write ``--report``'s page; the summary's ``report`` entry, or nothing."""
+    if job.report is None or watch is None or watch.aggregate is None:
+        return {}
+    from ..report.build import write_report
+
+    notes = []
+    if already_done:
+        notes.append(
+            f"This page shows this run's requests; {already_done:,} were done by an earlier"
+            " run of the same command (asyncfetch report OUT shows them all)."
+        )
+    source = f"fetch {' '.join(job.inputs)} → {job.output or 'stdout'}"
+    write_report(watch.aggregate.data(notes), job.report, source=source)
+    return {"report": str(job.report)}
 
 
 def check_inputs(job: FetchJob) -> None:
@@ -204,22 +261,26 @@ def _finish(
     engine: str,
     extra: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    watch: RunWatch | None = None,
 ) -> int:
     extra = {"engine": engine, **(extra or {})}
     if runner.stopping:
         extra["interrupted"] = True
+    busiest = [] if watch is None else watch.hosts.busiest(SUMMARY_HOSTS)
+    slowest = [] if watch is None else watch.hosts.slowest(SUMMARY_HOSTS)
     if job.summary_json is not None:
+        summary = summary_dict(stats, extra)
+        summary["hosts"] = {"busiest": host_dicts(busiest), "slowest": host_dicts(slowest)}
         try:
-            job.summary_json.write_bytes(
-                orjson.dumps(summary_dict(stats, extra), option=orjson.OPT_INDENT_2)
-            )
+            job.summary_json.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         except OSError as error:
             raise OutputError(
                 f"cannot write summary {job.summary_json}: {error.strerror}"
             ) from error
     if not job.quiet:
-        for line in summary_lines(stats, extra) + (notes or []):
-            console.print(f"asyncfetch: {line}", highlight=False, markup=False)
+        for line in summary_lines(stats, extra) + host_lines(busiest, slowest) + (notes or []):
+            # Not wrapped: a table row cut at 80 columns (stderr on a pipe) reads badly.
+            console.print(f"asyncfetch: {line}", highlight=False, markup=False, soft_wrap=True)
     if runner.stopping:
         return EXIT_INTERRUPTED
     if job.fail_on_error and stats.failed:

@@ -26,6 +26,7 @@ class LatencyHistogram:
         # reach four minutes; the list grows for slower requests (a day is bucket 375).
         self._counts: list[int] = [0] * 256
         self.count = 0
+        self.sum_ms = 0.0
 
     def add(self, millis: float) -> None:
         bucket = 0 if millis < 1.0 else int(math.log(millis) / _LOG_GROWTH) + 1
@@ -34,6 +35,7 @@ class LatencyHistogram:
             counts.extend([0] * (bucket + 1 - len(counts)))
         counts[bucket] += 1
         self.count += 1
+        self.sum_ms += millis
 
     def percentile(self, fraction: float) -> float:
         """The upper edge of the bucket holding the given fraction (0..1) of samples."""
@@ -50,6 +52,14 @@ class LatencyHistogram:
             if seen >= wanted:
                 return 1.0 if bucket == 0 else _BUCKET_GROWTH**bucket
         return _BUCKET_GROWTH**highest
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """``(upper edge in ms, samples)`` of every non-empty bucket, fastest first."""
+        return [
+            (1.0 if bucket == 0 else _BUCKET_GROWTH**bucket, samples)
+            for bucket, samples in enumerate(self._counts)
+            if samples
+        ]
 
 
 class StatsCollector:

@@ -7,7 +7,7 @@ hot path. Console and clock are injected so tests can read exactly what a user s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._models import RunStats
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     # display (``-q``, ``--no-progress``) should not pay for importing it.
     from rich.console import Console
     from rich.progress import Progress, TaskID
+
+    from .hosts import HostSummary
 
 Snapshot = Callable[[], RunStats]
 
@@ -158,3 +160,63 @@ def summary_lines(stats: RunStats, extra: dict[str, Any] | None = None) -> list[
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
     return lines
+
+
+SUMMARY_HOSTS = 5
+_HOST_COLUMNS = ("requests", "ok %", "p50 ms", "p99 ms", "429", "503", "retries")
+_HOST_NAME_CHARS = 40
+
+
+def host_dicts(hosts: Sequence[HostSummary]) -> list[dict[str, Any]]:
+    """Hosts as plain data (for --summary-json)."""
+    return [
+        {
+            "host": host.host,
+            "requests": host.requests,
+            "ok": host.ok,
+            "p50_ms": round(host.p50_ms, 1),
+            "p99_ms": round(host.p99_ms, 1),
+            "429": host.too_many_requests,
+            "503": host.unavailable,
+            "retries": host.retries,
+        }
+        for host in hosts
+    ]
+
+
+def host_lines(busiest: Sequence[HostSummary], slowest: Sequence[HostSummary]) -> list[str]:
+    """The summary's host tables: the busiest hosts, then the slowest if not the same."""
+    if not busiest:
+        return []
+    lines = ["busiest hosts:", *_host_table(busiest)]
+    if {host.host for host in slowest} != {host.host for host in busiest}:
+        lines += ["slowest hosts (mean latency):", *_host_table(slowest)]
+    return lines
+
+
+def _host_table(hosts: Sequence[HostSummary]) -> list[str]:
+    rows = [["host", *_HOST_COLUMNS]]
+    for host in hosts:
+        rows.append(
+            [
+                _short_host(host.host),
+                f"{host.requests:,}",
+                f"{host.ok_percent:.1f}",
+                f"{host.p50_ms:.1f}",
+                f"{host.p99_ms:.1f}",
+                f"{host.too_many_requests:,}",
+                f"{host.unavailable:,}",
+                f"{host.retries:,}",
+            ]
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  "
+        + row[0].ljust(widths[0])
+        + "".join(cell.rjust(width + 2) for cell, width in zip(row[1:], widths[1:], strict=True))
+        for row in rows
+    ]
+
+
+def _short_host(host: str) -> str:
+    return host if len(host) <= _HOST_NAME_CHARS else host[: _HOST_NAME_CHARS - 1] + "…"
