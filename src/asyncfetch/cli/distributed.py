@@ -26,7 +26,7 @@ from rich.console import Console
 
 from .._errors import ConfigError
 from .._models import Request, Response, RunStats
-from .._settings import Settings, Timeouts
+from .._settings import DEFAULT_LEASE_S, Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import Runner
 from ..policy.limits import RateLimiter
@@ -221,8 +221,10 @@ async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a request may stay with a silent worker before others reclaim it"
-    " (default: the worst-case time of one request under the job's settings).",
+    default=DEFAULT_LEASE_S,
+    show_default=True,
+    help="Seconds a silent (dead) worker keeps its requests before others reclaim them."
+    " Live workers renew theirs every quarter lease, so a slow request is never taken over.",
 )
 @click.option(
     "--max-deliveries",
@@ -239,7 +241,7 @@ def worker_command(
     job: str,
     concurrency: int | None,
     name: str | None,
-    lease: float | None,
+    lease: float,
     max_deliveries: int,
     follow: bool,
     progress: bool | None,
@@ -263,7 +265,7 @@ class _Worker:
         self.job = job
         self.local = local
         self.name = name
-        self.lease: float | None = None
+        self.lease = DEFAULT_LEASE_S
         self.max_deliveries = 5
         self.follow = False
 
@@ -312,14 +314,13 @@ class _Worker:
             RedisResultStore,
             RedisWorkQueue,
             WorkerOptions,
-            default_lease_s,
         )
 
         concurrency = settings.limits.concurrency
         options = WorkerOptions(
             consumer=self.name,
             prefetch=concurrency,
-            lease_s=self.lease or default_lease_s(settings),
+            lease_s=self.lease,
             max_deliveries=self.max_deliveries,
             follow=self.follow,
         )

@@ -14,6 +14,9 @@ Delivery guarantees, and why they hold:
   and the worker that reclaimed its entry both finish, or a commit is resent after a lost
   reply, only the first writes a record. The results stream therefore holds one record
   per entry, and ``collect`` still deduplicates by request id.
+* The lease is short (12 s by default) because a live worker renews it for every entry it
+  holds (``lease.py``): a dead worker's entries are running elsewhere within
+  seconds, and a live worker's request is never reclaimed however long it takes.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
-from ..._settings import Settings
 from ..base import Completed, WorkItem
 from .codec import dead_letter_record, decode_request, encode_result
 from .jobs import (
@@ -40,6 +42,7 @@ from .jobs import (
     read_counts,
     retrying,
 )
+from .lease import DEFAULT_LEASE_S, Leases
 
 log = logging.getLogger("asyncfetch")
 
@@ -92,8 +95,6 @@ return -1
 SUSPECT_FROM = 3
 _COMMIT_CHUNK_ITEMS = 100
 _RELEASED_IDLE_MS = 30 * 24 * 3600 * 1000  # longer than any sensible lease
-_UNBOUNDED_ATTEMPT_S = 300.0
-_LEASE_MARGIN_S = 30.0
 _COMMIT_CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -102,29 +103,16 @@ class WorkerOptions:
     """How one worker takes part in a job.
 
     ``prefetch`` bounds the entries read ahead of the engine: a dead worker strands at
-    most that many (plus those in flight) until their lease runs out.
+    most that many (plus those in flight) until their lease runs out. ``lease_s``: how
+    long a silent worker keeps its entries; live workers renew theirs (lease.py).
     """
 
     consumer: str
     prefetch: int
-    lease_s: float
-    max_deliveries: int
+    lease_s: float = DEFAULT_LEASE_S
+    max_deliveries: int = 5
     follow: bool = False
     block_s: float = 1.0
-
-    @property
-    def reclaim_every_s(self) -> float:
-        return max(0.2, min(self.lease_s / 2, 10.0))
-
-
-def default_lease_s(settings: Settings) -> float:
-    """A lease longer than the worst case of one request: every attempt timing out, the
-    longest backoff (or honoured Retry-After) between attempts, and a margin. A shorter
-    lease never duplicates records, but a slow request may then be sent twice."""
-    retry = settings.retry
-    per_attempt = settings.timeouts.total or _UNBOUNDED_ATTEMPT_S
-    between = max(retry.backoff_cap, retry.retry_after_cap)
-    return per_attempt * retry.max_attempts + between * retry.retries + _LEASE_MARGIN_S
 
 
 class RedisWorkQueue:
@@ -149,32 +137,45 @@ class RedisWorkQueue:
         self._claim_cursor = "0-0"
         self._next_reclaim = 0.0
         self._dead_letter = client.register_script(_DEAD_LETTER)
+        self.leases = Leases(client, keys, options.consumer, options.lease_s)
+        self._heartbeat: asyncio.Task[None] | None = None
         self.reclaimed = 0
         self.dead_lettered = 0
 
     async def get(self) -> WorkItem | None:
         if self._feeder is None:
             self._feeder = asyncio.create_task(self._feed(), name="asyncfetch-redis-reader")
-        item = await self._items.get()
-        if item is None:
-            self._items.put_nowait(None)  # every worker task must see the end
-        return item
+            self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
+        while True:
+            item = await self._items.get()
+            if item is None:
+                self._items.put_nowait(None)  # every worker task must see the end
+                return None
+            if await self.leases.may_start(item.token):
+                return item
+            # Reclaimed by another worker while our leases were stale (theirs now), or
+            # stopping: not attempted, so the delivery that brought it is given back.
+            if item.token is not None:
+                self._unstarted[item.token] = item.deliveries - 1
 
     def stop(self) -> None:
         """Hand out nothing more; what was read ahead is released in :meth:`aclose`."""
         if self._feeder is not None:
             self._feeder.cancel()
+        self.leases.stop()
         self._take_unstarted()
         self._items.put_nowait(None)
 
     async def aclose(self) -> None:
         """Give back every entry this worker still holds; the engine has stopped by now."""
-        if self._feeder is not None:
-            self._feeder.cancel()
-            await asyncio.gather(self._feeder, return_exceptions=True)
+        for task in (self._feeder, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self._take_unstarted()
         try:
             await self._give_back_all()
+            self.leases.clear()
             await self._forget_consumer()
         except (RedisError, OSError) as error:
             # One attempt only: a worker must not hang on exit while Redis is down.
@@ -252,9 +253,13 @@ class RedisWorkQueue:
         )
         self._claim_cursor = as_text(reply[0])
         # A cursor other than 0-0 means more may be claimable: look again at once.
-        wait = options.reclaim_every_s if self._claim_cursor == "0-0" else 0.0
+        wait = self.leases.every_s if self._claim_cursor == "0-0" else 0.0
         self._next_reclaim = time.monotonic() + wait
-        entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
+        # Our own entries come back here only if our renewals lapsed: they are still in
+        # our hands (claiming them just renewed them), not to be handed out twice.
+        entries: list[Entry] = [
+            entry for entry in reply[1] if entry[1] and not self.leases.holds(as_text(entry[0]))
+        ]
         if entries:
             self.reclaimed += len(entries)
             log.info("reclaimed %d requests whose lease ran out", len(entries))
@@ -263,10 +268,13 @@ class RedisWorkQueue:
     async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> None:
         """Queue entries for the engine; dead-letter those delivered too many times and
         give back suspects beyond the one this worker may hold."""
+        for entry_id, _fields in entries:
+            self.leases.hold(as_text(entry_id))  # renewed from now on, even while queued
         deliveries = {} if fresh else await self._deliveries([entry for entry, _ in entries])
         give_back: list[tuple[str, int]] = []
         for entry_id, fields in entries:
             if not fields:
+                self.leases.release({as_text(entry_id)})
                 continue  # deleted from the stream by hand: nothing left to run
             token = as_text(entry_id)
             item = _decode(fields)
@@ -285,7 +293,9 @@ class RedisWorkQueue:
         await self._release(give_back)
 
     def committed(self, tokens: set[str]) -> None:
-        """Called by the store: the held suspect, if committed, no longer blocks others."""
+        """Called by the store: committed entries need no lease, and the held suspect, if
+        committed, no longer blocks others."""
+        self.leases.release(tokens)
         if self._suspect in tokens:
             self._suspect = None
 
@@ -313,10 +323,11 @@ class RedisWorkQueue:
         handed_out = count - 1
         reason = (
             f"delivered {handed_out} times without a result: each worker handling it"
-            f" crashed or held it past the lease of {self._options.lease_s:g} s"
+            f" crashed or stopped renewing its lease of {self._options.lease_s:g} s"
         )
         record_id = item.record_id if isinstance(item, InvalidInput) else item.id
         record = dead_letter_record(item, token, handed_out, reason)
+        self.leases.release({token})
         keys = self._keys
         acked = await retrying(
             lambda: self._dead_letter(
@@ -364,6 +375,7 @@ class RedisWorkQueue:
         """
         if not entries:
             return
+        self.leases.release({token for token, _deliveries in entries})
         async with self._client.pipeline(transaction=False) as pipe:
             for token, deliveries in entries:
                 pipe.xclaim(
