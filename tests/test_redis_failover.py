@@ -139,10 +139,9 @@ async def _failover_seconds(
 ) -> float:
     """Kill -9 a worker holding requests; how long until all of them run on another."""
     paths = [f"/delay/{5000 + n}" for n in range(30)]
-    await enqueue(
-        redis_server, "failover", [server.url(p) for p in paths], tmp_path, "-c", "30", "--per-host", "30",
-        "--timeout", "120", "--body", "none",
-    )  # fmt: skip
+    urls = [server.url(path) for path in paths]
+    options = ("-c", "30", "--per-host", "30", "--timeout", "120", "--body", "none")
+    await enqueue(redis_server, "failover", urls, tmp_path, *options)
     wanted = set(paths)
 
     def sends(after: float = 0.0) -> list[float]:
@@ -161,7 +160,7 @@ async def _failover_seconds(
         assert time.monotonic() - killed_at < 90, "the dead worker's requests never came back"
     assert await survivor.wait() == 0, survivor.log.read_text()
     records = await collect(redis_server, "failover", tmp_path / "failover.jsonl")
-    assert_exactly_once(records, [server.url(p) for p in paths])
+    assert_exactly_once(records, urls)
     assert all(record["ok"] for record in records)
     return max(again) - killed_at
 

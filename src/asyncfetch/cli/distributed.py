@@ -35,9 +35,10 @@ from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .fetch import fetch_command
 from .job import FetchJob
-from .run import chain_inputs, check_inputs, run_with_exit_codes, signal_handler
+from .run import chain_input_batches, check_inputs, run_with_exit_codes, signal_handler
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
+    from ..queues.redis.enqueue import Enqueuer
     from ..queues.redis.jobs import JobKeys, Redis
     from ..queues.redis.worker_queue import RedisWorkQueue
 
@@ -84,6 +85,7 @@ _LOCAL_DEFAULTS: dict[str, Any] = {
     "fail_on_error": False,
 }
 _ENQUEUE_BATCH = 500
+_ENQUEUE_BATCH_BYTES = 4 * 1024 * 1024
 CRASH_HOOK_ENV = "ASYNCFETCH_TEST_CRASH_ON"
 CRASH_EXIT_CODE = 70
 
@@ -121,6 +123,12 @@ def _say(console: Console, text: str) -> None:
     help="Requests per second per host, shared by all workers.",
 )
 @click.option("--append", is_flag=True, help="Add to an existing job instead of refusing.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Finish an interrupted enqueue of the same INPUT: requests already in the job are"
+    " skipped, none is added twice (creates the job if it does not exist yet).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def enqueue_command(
     inputs: tuple[str, ...],
@@ -128,6 +136,7 @@ def enqueue_command(
     job: str,
     per_host_rate: float | None,
     append: bool,
+    resume: bool,
     quiet: bool,
     **request_options: Any,
 ) -> None:
@@ -136,6 +145,7 @@ def enqueue_command(
     INPUT is read like fetch's (URL lines, JSONL specs or CSV; '-' = stdin). Invalid lines
     are queued too and become invalid_input records, one per line. --rate and
     --per-host-rate hold across all workers; -c and --per-host apply to each worker.
+    Killed or failed, the same command with --resume adds each request exactly once.
     """
     if not inputs and sys.stdin.isatty():
         click.echo("asyncfetch: no INPUT given and stdin is a terminal; try --help", err=True)
@@ -143,7 +153,8 @@ def enqueue_command(
     options = {**_LOCAL_DEFAULTS, **request_options, "inputs": inputs or ("-",), "quiet": quiet}
     fetch_job = FetchJob.from_options(options)
     console = Console(stderr=True)
-    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, append, console)
+    modes = {"append": append, "resume": resume}
+    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, modes, console)
     sys.exit(run_with_exit_codes(coroutine, console))
 
 
@@ -155,16 +166,12 @@ async def _enqueue(
     redis_url: str,
     job: str,
     per_host_rate: float | None,
-    append: bool,
+    modes: dict[str, bool],
     console: Console,
 ) -> int:
-    from ..queues.redis.jobs import (
-        JobKeys,
-        connected,
-        create_job,
-        finish_enqueue,
-        redact_redis_url,
-    )
+    from ..queues.redis.enqueue import Enqueuer, begin_enqueue
+    from ..queues.redis.jobs import JobKeys, connected, finish_enqueue, redact_redis_url
+    from ..resume.reopen import fingerprint, fingerprint_differences
 
     keys = JobKeys(job)
     # Validate every setting, -X and -H included, before anything is written.
@@ -174,31 +181,48 @@ async def _enqueue(
     stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
     stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
     stored["per_host_rate"] = per_host_rate
+    identity = {**stored, **fetch_job.resume_options("redis")}
     async with connected(redis_url) as client:
-        await create_job(client, keys, stored, append)
-        count = await _add_all(client, keys, fetch_job)
-        await finish_enqueue(client, keys)
+        start = await begin_enqueue(
+            client,
+            keys,
+            stored,
+            lambda salt: fingerprint(fetch_job.inputs, identity, salt),
+            fingerprint_differences,
+            **modes,
+        )
+        enqueuer = Enqueuer(client, keys, start or 0)
+        if start is not None:
+            await _add_all(enqueuer, fetch_job, skip=start)
+            await finish_enqueue(client, keys)
     if not fetch_job.quiet:
         where = redact_redis_url(redis_url)
-        _say(console, f"enqueued {count} requests into job {job} on {where}")
+        earlier = "all" if start is None else f"{start}"
+        note = f" ({earlier} enqueued by an earlier run)" if start != 0 else ""
+        _say(console, f"enqueued {enqueuer.added} requests into job {job} on {where}{note}")
     return 0
 
 
-async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
+async def _add_all(enqueuer: Enqueuer, fetch_job: FetchJob, *, skip: int) -> None:
+    """Add the input's requests after the first ``skip``, in batches bounded in count and
+    bytes (a batch is one atomic script call)."""
     from ..queues.redis.codec import encode_request
-    from ..queues.redis.jobs import add_requests
 
-    count = 0
     batch: list[bytes] = []
-    async for item in chain_inputs(fetch_job):
-        batch.append(encode_request(item))
-        if len(batch) >= _ENQUEUE_BATCH:
-            await add_requests(client, keys, batch)
-            count, batch = count + len(batch), []
+    size = 0
+    async for items in chain_input_batches(fetch_job):
+        if skip >= len(items):
+            skip -= len(items)
+            continue
+        for item in items[skip:]:
+            batch.append(payload := encode_request(item))
+            size += len(payload)
+            if len(batch) >= _ENQUEUE_BATCH or size >= _ENQUEUE_BATCH_BYTES:
+                await enqueuer.add(batch)
+                batch, size = [], 0
+        skip = 0
     if batch:
-        await add_requests(client, keys, batch)
-        count += len(batch)
-    return count
+        await enqueuer.add(batch)
 
 
 # -- worker ---------------------------------------------------------------------------
