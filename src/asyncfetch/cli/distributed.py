@@ -106,7 +106,7 @@ redis_option = click.option(
 job_option = click.option("--job", required=True, help="The job's name, e.g. crawl-1.")
 
 
-def _say(console: Console, text: str) -> None:
+def say(console: Console, text: str) -> None:
     console.print(f"asyncfetch: {text}", highlight=False, markup=False)
 
 
@@ -199,7 +199,7 @@ async def _enqueue(
         where = redact_redis_url(redis_url)
         earlier = "all" if start is None else f"{start}"
         note = f" ({earlier} enqueued by an earlier run)" if start != 0 else ""
-        _say(console, f"enqueued {enqueuer.added} requests into job {job} on {where}{note}")
+        say(console, f"enqueued {enqueuer.added} requests into job {job} on {where}{note}")
     return 0
 
 
@@ -411,82 +411,8 @@ def _report(
         extra["interrupted"] = True
     if not quiet:
         for line in summary_lines(stats, extra):
-            _say(console, line)
+            say(console, line)
     return EXIT_INTERRUPTED if runner.stopping else EXIT_OK
 
 
-# -- collect --------------------------------------------------------------------------
-
-
-@click.command("collect")
-@redis_option
-@job_option
-@click.option("--follow", is_flag=True, help="Keep collecting until the job is complete.")
-@click.option(
-    "--dead/--no-dead",
-    default=True,
-    show_default=True,
-    help="Write a record (error kind internal) for each dead-lettered request.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def collect_command(
-    redis_url: str,
-    job: str,
-    follow: bool,
-    dead: bool,
-    quiet: bool,
-    output: str | None,
-    output_format: str | None,
-) -> None:
-    """Write JOB's results to -o OUT (JSONL, CSV or SQLite): one record per request id.
-
-    May run while the job is still going: without --follow it writes what is there now.
-    """
-    console = Console(stderr=True)
-    coroutine = _collect(redis_url, job, follow, dead, output, output_format, console, quiet)
-    sys.exit(run_with_exit_codes(coroutine, console))
-
-
-collect_command.params.extend(_fetch_params("output", "output_format"))
-
-
-async def _collect(
-    redis_url: str,
-    job: str,
-    follow: bool,
-    dead: bool,
-    output: str | None,
-    output_format: str | None,
-    console: Console,
-    quiet: bool,
-) -> int:
-    from ..queues.redis.collect import ResultReader
-    from ..queues.redis.jobs import JobKeys, connected, load_options
-    from ..sinks import open_sink
-
-    keys = JobKeys(job)
-    async with connected(redis_url) as client:
-        stored = await load_options(client, keys)
-        if stored is None:
-            raise ConfigError(f"no job named {job!r}")
-        include_headers = bool(stored.get("include_headers"))
-        sink = open_sink(output, output_format=output_format, include_headers=include_headers)
-        reader = ResultReader(client, keys, follow=follow, include_dead=dead)
-        try:
-            async for batch in reader.batches():
-                await sink.write(batch)
-                await sink.flush()
-            await sink.flush(durable=True)
-        finally:
-            await sink.aclose()
-    counts = reader.counts
-    if not quiet:
-        _say(
-            console,
-            f"collected {counts.written} records ({counts.dead_lettered} dead-lettered,"
-            f" {counts.duplicates} duplicates skipped)",
-        )
-    return 0
-
-
-commands = [enqueue_command, worker_command, collect_command]
+commands = [enqueue_command, worker_command]
