@@ -350,7 +350,9 @@ class _Worker:
         )
         queue = RedisWorkQueue(client, keys, options)
         executor = _executor(transport, settings, _shared_rate(client, keys, stored))
-        store = RedisResultStore(client, keys, self.name, on_commit=queue.committed)
+        store = RedisResultStore(
+            client, keys, self.name, leases=queue.leases, on_commit=queue.committed
+        )
         return Runner(queue, store, executor, concurrency=concurrency), queue
 
 

@@ -79,6 +79,7 @@ class Leases:
         self._renew = client.register_script(_RENEW)
         self._held: set[str] = set()
         self._gone: set[str] = set()
+        self._committing: set[str] = set()
         self._renewed_at = clock()
         self._fresh = asyncio.Event()
         self._fresh.set()
@@ -101,13 +102,20 @@ class Leases:
     def hold(self, token: str) -> None:
         self._held.add(token)
 
+    def committing(self, tokens: set[str]) -> None:
+        """Their commit is under way: they may be acknowledged before we hear of it, so a
+        renewal that finds them gone means nothing. Still renewed until released."""
+        self._committing.update(tokens)
+
     def release(self, tokens: set[str]) -> None:
         self._held.difference_update(tokens)
         self._gone.difference_update(tokens)
+        self._committing.difference_update(tokens)
 
     def clear(self) -> None:
         self._held.clear()
         self._gone.clear()
+        self._committing.clear()
 
     def stop(self) -> None:
         """The worker is stopping: nothing waits for a renewal any more."""
@@ -155,7 +163,8 @@ class Leases:
 
     def _forget(self, tokens: list[str]) -> None:
         # Committed meanwhile (acknowledged, so no longer pending): nothing to drop.
-        taken = [token for token in tokens if token in self._held]
+        held, committing = self._held, self._committing
+        taken = [token for token in tokens if token in held and token not in committing]
         if taken:
             self.lost += len(taken)
             log.warning("%d requests were reclaimed by other workers; skipping them", len(taken))

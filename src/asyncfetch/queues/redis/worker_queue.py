@@ -132,6 +132,7 @@ class RedisWorkQueue:
         self._clock = clock
         self._items: asyncio.Queue[WorkItem | None] = asyncio.Queue(options.prefetch)
         self._feeder: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
         self._claim_cursor = "0-0"
@@ -148,6 +149,8 @@ class RedisWorkQueue:
             self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
         while True:
             item = await self._items.get()
+            if self._items.qsize() <= self._items.maxsize // 2:
+                self._room.set()
             if item is None:
                 self._items.put_nowait(None)  # every worker task must see the end
                 return None
@@ -193,6 +196,7 @@ class RedisWorkQueue:
         try:
             await self._drain_own_pending()
             while True:
+                await self._wait_for_room()
                 if time.monotonic() >= self._next_reclaim:
                     await self._reclaim()
                 if await self._read_new() == 0 and await self._finished():
@@ -203,6 +207,13 @@ class RedisWorkQueue:
             await self._items.put(None)  # let the engine finish what it holds, then end
             raise
         await self._items.put(None)
+
+    async def _wait_for_room(self) -> None:
+        """Read again only once half the read-ahead is taken: a round trip then brings
+        many entries, not the one or two taken since the last read."""
+        while self._items.qsize() > self._items.maxsize // 2:
+            self._room.clear()
+            await self._room.wait()
 
     async def _finished(self) -> bool:
         if self._options.follow:
@@ -416,11 +427,13 @@ class RedisResultStore:
         keys: JobKeys,
         consumer: str,
         *,
+        leases: Leases | None = None,
         on_commit: Callable[[set[str]], None] | None = None,
     ) -> None:
         self._keys = keys
         self._consumer = consumer
         self._commit = client.register_script(_COMMIT)
+        self._leases = leases
         self._on_commit = on_commit
         self.duplicates = 0
 
@@ -431,6 +444,8 @@ class RedisResultStore:
                 if item.token is None:
                     raise ValueError("a Redis job item must carry its stream entry id")
                 args += [item.token, result.id, encode_result(result)]
+            if self._leases is not None:
+                self._leases.committing({item.token for item, _result in chunk if item.token})
             keys = self._keys
             send = partial(
                 self._commit, keys=[keys.requests, keys.results, keys.meta, keys.ticks], args=args
