@@ -89,10 +89,12 @@ async def test_a_live_worker_keeps_its_entries_and_a_silent_one_loses_them(
 
 
 async def _fall_silent(queue: RedisWorkQueue) -> None:
-    tasks = [task for task in (queue._feeder, queue._heartbeat) if task is not None]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    """Stop reading and renewing, without giving anything back: as kill -9 would."""
+    queue._buffer.stop()
+    heartbeat = queue._heartbeat
+    assert heartbeat is not None
+    heartbeat.cancel()
+    await asyncio.gather(heartbeat, return_exceptions=True)
 
 
 async def test_an_entry_taken_by_another_worker_is_not_started(client: aioredis.Redis) -> None:

@@ -83,6 +83,7 @@ class Leases:
         self._renewed_at = clock()
         self._fresh = asyncio.Event()
         self._fresh.set()
+        self._when_fresh: list[Callable[[], None]] = []
         self._stopping = False
         self.renewals = 0
         self.lost = 0
@@ -121,22 +122,34 @@ class Leases:
         """The worker is stopping: nothing waits for a renewal any more."""
         self._stopping = True
         self._fresh.set()
+        callbacks, self._when_fresh = self._when_fresh, []
+        for callback in callbacks:
+            asyncio.get_running_loop().call_soon(callback)
 
     async def may_start(self, token: str | None) -> bool:
         """Wait while our leases are stale; then True unless the entry is no longer ours
         (or the worker stops before they are fresh again)."""
-        while not self._is_fresh():
+        while not self.is_fresh():
             if self._stopping:
                 return False
             self._fresh.clear()
             await self._fresh.wait()
+        return self.ours(token)
+
+    def ours(self, token: str | None) -> bool:
+        """False for an entry a renewal found in another worker's hands."""
         if token is None or token not in self._gone:
             return True
         self._gone.discard(token)
         return False
 
-    def _is_fresh(self) -> bool:
+    def is_fresh(self) -> bool:
+        """Renewed within half a lease: nobody can have reclaimed what we hold."""
         return self._clock() - self._renewed_at < self.lease_s / 2
+
+    def call_when_fresh(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once, from the loop) after the next successful renewal."""
+        self._when_fresh.append(callback)
 
     async def run(self) -> None:
         """Renew every quarter lease until cancelled; a failed renewal is tried again."""
@@ -160,6 +173,10 @@ class Leases:
         self.renewals += 1
         self._renewed_at = sent_at
         self._fresh.set()
+        callbacks, self._when_fresh = self._when_fresh, []
+        loop = asyncio.get_running_loop()
+        for callback in callbacks:
+            loop.call_soon(callback)
 
     def _forget(self, tokens: list[str]) -> None:
         # Committed meanwhile (acknowledged, so no longer pending): nothing to drop.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
 from ..base import Completed, WorkItem
+from ..memory import NOTHING_YET, MemoryQueue
 from .codec import dead_letter_record, decode_request, encode_result
 from .jobs import (
     GROUP,
@@ -118,6 +119,8 @@ class WorkerOptions:
 class RedisWorkQueue:
     """WorkItems from the job's stream via XREADGROUP; ends when the job is complete."""
 
+    takes_nowait = True  # the fast lane may drive it (see lane.py)
+
     def __init__(
         self,
         client: Redis,
@@ -130,9 +133,10 @@ class RedisWorkQueue:
         self._keys = keys
         self._options = options
         self._clock = clock
-        self._items: asyncio.Queue[WorkItem | None] = asyncio.Queue(options.prefetch)
-        self._feeder: asyncio.Task[None] | None = None
-        self._room = asyncio.Event()
+        # The read-ahead: a MemoryQueue fed with batches read from Redis, so that the
+        # engine's fast lane takes from it as from a local input (take_nowait below).
+        self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
+        self._started = False
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
         self._claim_cursor = "0-0"
@@ -143,39 +147,60 @@ class RedisWorkQueue:
         self.reclaimed = 0
         self.dead_lettered = 0
 
+    # -- taking work (WorkQueue, and take_nowait / call_when_ready for the fast lane) --
+
     async def get(self) -> WorkItem | None:
-        if self._feeder is None:
-            self._feeder = asyncio.create_task(self._feed(), name="asyncfetch-redis-reader")
-            self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
-        while True:
-            item = await self._items.get()
-            if self._items.qsize() <= self._items.maxsize // 2:
-                self._room.set()
-            if item is None:
-                self._items.put_nowait(None)  # every worker task must see the end
-                return None
+        self._start()
+        while (item := await self._buffer.get()) is not None:
             if await self.leases.may_start(item.token):
                 return item
-            # Reclaimed by another worker while our leases were stale (theirs now), or
-            # stopping: not attempted, so the delivery that brought it is given back.
-            if item.token is not None:
-                self._unstarted[item.token] = item.deliveries - 1
+            self._not_started(item)
+        return None
+
+    def take_nowait(self) -> WorkItem | object | None:
+        """The next item; None at the end; NOTHING_YET if none may be started now (none
+        read yet, or our leases are stale until the next renewal)."""
+        self._start()
+        while self.leases.is_fresh():
+            item = self._buffer.take_nowait()
+            if not isinstance(item, WorkItem):
+                return item
+            if self.leases.ours(item.token):
+                return item
+            self._not_started(item)
+        return NOTHING_YET
+
+    def call_when_ready(self, callback: Callable[[], None]) -> None:
+        self._start()
+        if self.leases.is_fresh():
+            self._buffer.call_when_ready(callback)
+        else:
+            self.leases.call_when_fresh(callback)
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
+
+    def _not_started(self, item: WorkItem) -> None:
+        # Reclaimed by another worker while our leases were stale (theirs now), or
+        # stopping: not attempted, so the delivery that brought it is given back.
+        if item.token is not None:
+            self._unstarted[item.token] = item.deliveries - 1
 
     def stop(self) -> None:
         """Hand out nothing more; what was read ahead is released in :meth:`aclose`."""
-        if self._feeder is not None:
-            self._feeder.cancel()
         self.leases.stop()
         self._take_unstarted()
-        self._items.put_nowait(None)
+        self._buffer.stop()
 
     async def aclose(self) -> None:
         """Give back every entry this worker still holds; the engine has stopped by now."""
-        for task in (self._feeder, self._heartbeat):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         self._take_unstarted()
+        await self._buffer.aclose()
         try:
             await self._give_back_all()
             self.leases.clear()
@@ -186,34 +211,24 @@ class RedisWorkQueue:
 
     def feeder_error(self) -> BaseException | None:
         """The error (a QueueError after a long outage, say) that ended reading, if any."""
-        if self._feeder is None or not self._feeder.done() or self._feeder.cancelled():
-            return None
-        return self._feeder.exception()
+        return self._buffer.feeder_error()
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _feed(self) -> None:
-        try:
-            await self._drain_own_pending()
-            while True:
-                await self._wait_for_room()
-                if time.monotonic() >= self._next_reclaim:
-                    await self._reclaim()
-                if await self._read_new() == 0 and await self._finished():
-                    break
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            await self._items.put(None)  # let the engine finish what it holds, then end
-            raise
-        await self._items.put(None)
-
-    async def _wait_for_room(self) -> None:
-        """Read again only once half the read-ahead is taken: a round trip then brings
-        many entries, not the one or two taken since the last read."""
-        while self._items.qsize() > self._items.maxsize // 2:
-            self._room.clear()
-            await self._room.wait()
+    async def _entries(self) -> AsyncIterator[list[WorkItem]]:
+        """Batches of work read from Redis; the buffer asks for the next one only when
+        half of its room is free, so each round trip brings many entries."""
+        cursor = "0-0"  # after a restart under the same name: our own pending entries first
+        while entries := await self._read(cursor, block_ms=None):
+            cursor = as_text(entries[-1][0])
+            yield await self._hand_out(entries, fresh=False)
+        while True:
+            if time.monotonic() >= self._next_reclaim:
+                yield await self._reclaim()
+            entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
+            yield await self._hand_out(entries, fresh=True)
+            if not entries and await self._finished():
+                return
 
     async def _finished(self) -> bool:
         if self._options.follow:
@@ -221,20 +236,8 @@ class RedisWorkQueue:
         counts = await retrying(lambda: read_counts(self._client, self._keys), "reading job")
         return counts is not None and counts.complete
 
-    async def _drain_own_pending(self) -> None:
-        """After a restart under the same name, finish our own pending entries first."""
-        cursor = "0-0"
-        while entries := await self._read(cursor, block_ms=None):
-            cursor = as_text(entries[-1][0])
-            await self._hand_out(entries, fresh=False)
-
-    async def _read_new(self) -> int:
-        entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
-        await self._hand_out(entries, fresh=True)
-        return len(entries)
-
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
-        count = max(1, self._items.maxsize - self._items.qsize())
+        count = self._read_count
         streams: dict[Any, Any] = {self._keys.requests: start}
         reply: Any = await retrying(
             lambda: self._client.xreadgroup(
@@ -247,10 +250,15 @@ class RedisWorkQueue:
         entries: list[Entry] = reply[0][1]
         return entries
 
-    async def _reclaim(self) -> None:
+    @property
+    def _read_count(self) -> int:
+        """Entries per read: the room the buffer has when it asks (half of it, at least)."""
+        return max(1, self._options.prefetch // 2)
+
+    async def _reclaim(self) -> list[WorkItem]:
         """XAUTOCLAIM entries whose holder has been silent for longer than the lease."""
         options = self._options
-        count = max(1, self._items.maxsize - self._items.qsize())
+        count = self._read_count
         reply = await retrying(
             lambda: self._client.xautoclaim(
                 self._keys.requests,
@@ -274,15 +282,17 @@ class RedisWorkQueue:
         if entries:
             self.reclaimed += len(entries)
             log.info("reclaimed %d requests whose lease ran out", len(entries))
-            await self._hand_out(entries, fresh=False)
+        return await self._hand_out(entries, fresh=False)
 
-    async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> None:
-        """Queue entries for the engine; dead-letter those delivered too many times and
-        give back suspects beyond the one this worker may hold."""
+    async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> list[WorkItem]:
+        """The entries as work for the engine; dead-letter those delivered too many times
+        and give back suspects beyond the one this worker may hold."""
         for entry_id, _fields in entries:
             self.leases.hold(as_text(entry_id))  # renewed from now on, even while queued
         deliveries = {} if fresh else await self._deliveries([entry for entry, _ in entries])
         give_back: list[tuple[str, int]] = []
+        work: list[WorkItem] = []
+        now = self._clock()
         for entry_id, fields in entries:
             if not fields:
                 self.leases.release({as_text(entry_id)})
@@ -298,10 +308,9 @@ class RedisWorkQueue:
                     give_back.append((token, count - 1))
                     continue
                 self._suspect = token
-            await self._items.put(
-                WorkItem(item, enqueued_at=self._clock(), token=token, deliveries=count)
-            )
+            work.append(WorkItem(item, enqueued_at=now, token=token, deliveries=count))
         await self._release(give_back)
+        return work
 
     def committed(self, tokens: set[str]) -> None:
         """Called by the store: committed entries need no lease, and the held suspect, if
@@ -354,10 +363,10 @@ class RedisWorkQueue:
     # -- shutdown ---------------------------------------------------------------------
 
     def _take_unstarted(self) -> None:
-        while not self._items.empty():
-            item = self._items.get_nowait()
-            if item is not None and item.token is not None:
-                self._unstarted[item.token] = item.deliveries - 1
+        if not self._started:
+            return  # the buffer has read nothing (and must not start reading now)
+        while isinstance(item := self._buffer.take_nowait(), WorkItem):
+            self._not_started(item)
 
     async def _give_back_all(self) -> None:
         """Release our whole pending list: read-ahead entries, and entries a cancelled
