@@ -46,16 +46,32 @@ def asyncfetch(*args: str) -> list[str]:
     return [sys.executable, "-m", "asyncfetch", *args]
 
 
-def command_stats(redis_cli: list[str]) -> dict[str, int]:
+def command_stats(redis_cli: list[str]) -> tuple[dict[str, int], int]:
+    """Calls per command, and the microseconds Redis spent executing the commands clients
+    sent (a script's time includes the commands it runs)."""
     text = subprocess.run(
         [*redis_cli, "INFO", "commandstats"], capture_output=True, text=True, check=True
     ).stdout
     calls: dict[str, int] = {}
+    busy_us = 0
     for line in text.splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, fields = line.partition(":")
-            calls[name.removeprefix("cmdstat_")] = int(fields.split(",")[0].split("=")[1])
-    return calls
+        if line.startswith("cmdstat_") and not line.startswith("cmdstat_config:"):
+            name, _, text_fields = line.partition(":")
+            fields = dict(field.split("=") for field in text_fields.split(","))
+            command = name.removeprefix("cmdstat_")
+            calls[command] = int(fields["calls"])
+            if command in CLIENT_COMMANDS:
+                busy_us += int(fields["usec"])
+    return calls, busy_us
+
+
+def redis_cpu_s(redis_cli: list[str]) -> float:
+    """CPU seconds the redis-server process has used (INFO cpu: user + system)."""
+    text = subprocess.run(
+        [*redis_cli, "INFO", "cpu"], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
 
 
 def run_workers(cpus: CpuPlan, url: str, job: str, count: int, workdir: Path) -> float:
@@ -126,9 +142,10 @@ def one_job(
     options = ("-c", str(args.concurrency), "--body", "none")
     enqueue = run_measured(asyncfetch("enqueue", str(source), *base, *options), workdir, job, 600)
     subprocess.run([*redis_cli, "CONFIG", "RESETSTAT"], check=True, capture_output=True)
+    cpu_before = redis_cpu_s(redis_cli)
     elapsed = run_workers(cpus, url, job, count, workdir)
-    calls = command_stats(redis_cli)
-    calls.pop("config", None)
+    cpu_s = redis_cpu_s(redis_cli) - cpu_before
+    calls, busy_us = command_stats(redis_cli)
     collect = run_measured(
         asyncfetch("collect", *base, "-o", str(workdir / f"{job}.jsonl")), workdir, job, 600
     )
@@ -138,6 +155,9 @@ def one_job(
         "rate": round(args.requests / elapsed),
         "round_trips_per_request": round(trips / args.requests, 3),
         "commands_per_request": round(sum(calls.values()) / args.requests, 2),
+        "redis_us_per_request": round(busy_us / args.requests, 1),
+        # All of Redis' CPU (network and protocol work included): what bounds one node.
+        "redis_cpu_us_per_request": round(cpu_s * 1e6 / args.requests, 1),
         "calls": calls,
         "enqueue_rate": round(args.requests / enqueue.wall_s),
         "collect_rate": round(args.requests / collect.wall_s),
@@ -150,14 +170,16 @@ def table(figures: dict[str, object]) -> str:
         f"{figures['requests']} requests, -c {figures['concurrency']}, {figures['cpus']};"
         f" fetch: {figures['fetch_rate']} requests/s",
         "",
-        "| workers | requests/s | × fetch | round trips/request | commands/request |",
-        "|---:|---:|---:|---:|---:|",
+        "| workers | requests/s | × fetch | round trips/request | commands/request"
+        " | Redis command µs/request | Redis CPU µs/request |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     jobs: list[dict[str, object]] = figures["jobs"]  # type: ignore[assignment]
     for row in jobs:
         lines.append(
             f"| {row['workers']} | {row['rate']} | {row['ratio_to_fetch']} |"
             f" {row['round_trips_per_request']} | {row['commands_per_request']} |"
+            f" {row['redis_us_per_request']} | {row['redis_cpu_us_per_request']} |"
         )
     return "\n".join(lines)
 

@@ -81,7 +81,7 @@ async def _position_moves(
 async def test_enqueue_killed_again_and_again_adds_each_request_once(
     redis_server: RedisServer, client: aioredis.Redis, tmp_path: Path
 ) -> None:
-    lines = 30_000
+    lines = 6_000 * max(ENQUEUE_KILLS, 5)  # room for every kill to land mid-run
     source = tmp_path / "urls.txt"
     source.write_text("".join(f"http://127.0.0.1:9/item/{n}\n" for n in range(lines)))
     keys = JobKeys("enq")
@@ -171,7 +171,7 @@ async def _growth(path: Path, process: asyncio.subprocess.Process) -> AsyncItera
 async def test_collect_killed_again_and_again_writes_each_record_once(
     redis_server: RedisServer, client: aioredis.Redis, tmp_path: Path, suffix: str
 ) -> None:
-    ids = await _job_with_results(client, "col", 20_000)
+    ids = await _job_with_results(client, "col", 4_000 * max(COLLECT_KILLS, 5))
     out = tmp_path / f"out.{suffix}"
     command = ("collect", "--redis", redis_server.url, "--job", "col", "-o", str(out), "-q")
     kills = 0
