@@ -172,7 +172,9 @@ async def _long_request_sends(
 ) -> int:
     """A request answering after LONG_REQUEST_S, with a second worker ready to take it."""
     path = f"/delay/{int(LONG_REQUEST_S * 1000)}"
-    await enqueue(redis_server, "long", [server.url(path)], tmp_path, "--timeout", "120")
+    # --read-timeout too: its 30 s default would end (and retry) the request first.
+    options = ("--timeout", "120", "--read-timeout", "120")
+    await enqueue(redis_server, "long", [server.url(path)], tmp_path, *options)
     holder = await Worker.start(redis_server, "long", tmp_path / "holder.log")
     while server.recorder.hits(path) < 1:
         await asyncio.sleep(0.05)
