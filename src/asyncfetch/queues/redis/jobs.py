@@ -231,7 +231,7 @@ async def create_job(
     """Create the job (its options, counters and consumer group), or reopen it to append.
 
     ``fingerprint`` identifies the enqueue's inputs, for ``enqueue --resume``
-    (redis_enqueue.py).
+    (enqueue.py).
     """
     exists = await client.exists(keys.meta)
     if exists and not append:
@@ -272,7 +272,7 @@ async def load_options(client: Redis, keys: JobKeys) -> dict[str, Any] | None:
 async def add_requests(client: Redis, keys: JobKeys, payloads: list[bytes]) -> None:
     """XADD a batch of request payloads and count them, in one transaction: the
     ``enqueued`` counter always matches the stream. (The CLI's enqueue uses
-    redis_enqueue.Enqueuer, which also survives being killed and resent.)"""
+    enqueue.Enqueuer, which also survives being killed and resent.)"""
     async with client.pipeline(transaction=True) as pipe:
         for payload in payloads:
             pipe.xadd(keys.requests, {"r": payload})

@@ -85,6 +85,8 @@ class Leases:
         self._fresh.set()
         self._when_fresh: list[Callable[[], None]] = []
         self._stopping = False
+        self._closing = False
+        self.sleeping = False
         self.renewals = 0
         self.lost = 0
 
@@ -152,13 +154,27 @@ class Leases:
         self._when_fresh.append(callback)
 
     async def run(self) -> None:
-        """Renew every quarter lease until cancelled; a failed renewal is tried again."""
-        while True:
-            await asyncio.sleep(self.every_s)
+        """Renew every quarter lease until closed; a failed renewal is tried again."""
+        while not self._closing:
+            self.sleeping = True
+            try:
+                await asyncio.sleep(self.every_s)
+            finally:
+                self.sleeping = False
             try:
                 await self.renew()
             except (RedisError, OSError) as error:
                 log.warning("could not renew request leases (%s); retrying", error)
+
+    async def close(self, heartbeat: asyncio.Task[None]) -> None:
+        """End :meth:`run` (its task is ``heartbeat``) without cutting a Redis command
+        short: a command cancelled mid-reply can leave redis-py's connection stuck."""
+        self._closing = True
+        if self.sleeping:
+            heartbeat.cancel()
+        await asyncio.wait([heartbeat], timeout=5.0)
+        if not heartbeat.done():
+            heartbeat.cancel()  # Redis is unreachable: do not wait for it on exit
 
     async def renew(self) -> None:
         """Reset the idle time of every entry we hold; drop those another worker took."""

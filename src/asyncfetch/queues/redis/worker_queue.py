@@ -22,6 +22,7 @@ Delivery guarantees, and why they hold:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -137,6 +138,8 @@ class RedisWorkQueue:
         # engine's fast lane takes from it as from a local input (take_nowait below).
         self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
         self._started = False
+        self._stopping = False
+        self._reader_done = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
         self._claim_cursor = "0-0"
@@ -151,8 +154,8 @@ class RedisWorkQueue:
 
     async def get(self) -> WorkItem | None:
         self._start()
-        while (item := await self._buffer.get()) is not None:
-            if await self.leases.may_start(item.token):
+        while not self._stopping and (item := await self._buffer.get()) is not None:
+            if not self._stopping and await self.leases.may_start(item.token):
                 return item
             self._not_started(item)
         return None
@@ -162,6 +165,8 @@ class RedisWorkQueue:
         read yet, or our leases are stale until the next renewal)."""
         self._start()
         while self.leases.is_fresh():
+            if self._stopping:
+                return None
             item = self._buffer.take_nowait()
             if not isinstance(item, WorkItem):
                 return item
@@ -189,18 +194,26 @@ class RedisWorkQueue:
             self._unstarted[item.token] = item.deliveries - 1
 
     def stop(self) -> None:
-        """Hand out nothing more; what was read ahead is released in :meth:`aclose`."""
+        """Hand out nothing more; what was read ahead is released in :meth:`aclose`.
+
+        The reader is not cancelled but told to stop: it ends after its current command
+        (a read blocks for at most ``block_s``), and the engine's waiting tasks get None
+        then. Cutting a Redis command short can leave redis-py's connection stuck.
+        """
+        self._stopping = True
         self.leases.stop()
-        self._take_unstarted()
-        self._buffer.stop()
+        self._take_unstarted()  # also makes room, so a reader waiting for it goes on
 
     async def aclose(self) -> None:
         """Give back every entry this worker still holds; the engine has stopped by now."""
+        self.stop()
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            await self.leases.close(self._heartbeat)
+        if self._started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reader_done.wait(), self._options.block_s + 5)
         self._take_unstarted()
-        await self._buffer.aclose()
+        await self._buffer.aclose()  # cancels the reader only if Redis kept it waiting
         try:
             await self._give_back_all()
             self.leases.clear()
@@ -218,17 +231,20 @@ class RedisWorkQueue:
     async def _entries(self) -> AsyncIterator[list[WorkItem]]:
         """Batches of work read from Redis; the buffer asks for the next one only when
         half of its room is free, so each round trip brings many entries."""
-        cursor = "0-0"  # after a restart under the same name: our own pending entries first
-        while entries := await self._read(cursor, block_ms=None):
-            cursor = as_text(entries[-1][0])
-            yield await self._hand_out(entries, fresh=False)
-        while True:
-            if time.monotonic() >= self._next_reclaim:
-                yield await self._reclaim()
-            entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
-            yield await self._hand_out(entries, fresh=True)
-            if not entries and await self._finished():
-                return
+        try:
+            cursor = "0-0"  # after a restart under the same name: our own entries first
+            while not self._stopping and (entries := await self._read(cursor, block_ms=None)):
+                cursor = as_text(entries[-1][0])
+                yield await self._hand_out(entries, fresh=False)
+            while not self._stopping:
+                if time.monotonic() >= self._next_reclaim:
+                    yield await self._reclaim()
+                entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
+                yield await self._hand_out(entries, fresh=True)
+                if not entries and await self._finished():
+                    return
+        finally:
+            self._reader_done.set()
 
     async def _finished(self) -> bool:
         if self._options.follow:
