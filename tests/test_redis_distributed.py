@@ -201,8 +201,8 @@ async def test_sigterm_gives_read_ahead_back_for_others_at_once(
         await asyncio.sleep(0.05)
     first.process.send_signal(signal.SIGTERM)
     assert await first.wait() == 130
-    # The default lease is minutes long: only given-back entries can be taken this soon.
-    second = await Worker.start(redis_server, "term", tmp_path / "second.log")
+    # With a lease this long, only given-back entries can be taken by the second worker.
+    second = await Worker.start(redis_server, "term", tmp_path / "second.log", "--lease", "600")
     assert await second.wait(timeout=60) == 0, second.log.read_text()
     records = await collect(redis_server, "term", tmp_path / "out.jsonl")
     assert_exactly_once(records, urls)
@@ -241,10 +241,10 @@ async def test_a_worker_rides_out_a_redis_restart(
     urls = [server.url(f"/delay/2?n={n}") for n in range(2000)]
     await enqueue(redis_server, "outage", urls, tmp_path, "-c", "20", "--body", "none")
     workers = [
-        await Worker.start(redis_server, "outage", tmp_path / f"w{n}.log", "--lease", "3")
-        for n in range(2)
+        await Worker.start(redis_server, "outage", tmp_path / f"w{n}.log") for n in range(2)
     ]
-    while (await job_status(redis_server.url, "outage"))["done"] < 400:
+    # Both workers are reading (a worker that cannot reach Redis at start exits 3).
+    while len((await job_status(redis_server.url, "outage"))["pending_by_consumer"]) < 2:
         await asyncio.sleep(0.05)
     await asyncio.to_thread(redis_server.restart, 2.0)
     assert [await worker.wait() for worker in workers] == [0, 0]

@@ -9,6 +9,9 @@ from ._errors import ConfigError
 
 BODY_MODES = ("auto", "text", "base64", "none")
 DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Distributed mode: how long a silent (dead) worker keeps its requests. Live workers renew
+# theirs every quarter of it, so it need not cover a slow request: short means fast failover.
+DEFAULT_LEASE_S = 12.0
 
 
 def _require(condition: bool, message: str) -> None:

@@ -19,7 +19,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("status", "status_command", "How far a journaled run or a Redis job got."),
     "enqueue": ("distributed", "enqueue_command", "Put requests into a Redis job."),
     "worker": ("distributed", "worker_command", "Fetch a Redis job's requests."),
-    "collect": ("distributed", "collect_command", "Write a Redis job's results to a file."),
+    "collect": ("collect", "collect_command", "Write a Redis job's results to a file."),
     "report": ("report", "report_command", "Write an HTML report of a run: plots, hosts, errors."),
     "demo": ("demo", "demo_command", "The async tutorial, live, on an embedded server."),
 }

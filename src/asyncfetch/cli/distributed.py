@@ -26,7 +26,7 @@ from rich.console import Console
 
 from .._errors import ConfigError
 from .._models import Request, Response, RunStats
-from .._settings import Settings, Timeouts
+from .._settings import DEFAULT_LEASE_S, Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import ResultHook, Runner
 from ..policy.limits import RateLimiter
@@ -36,7 +36,7 @@ from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .fetch import fetch_command
 from .job import FetchJob
 from .run import (
-    chain_inputs,
+    chain_input_batches,
     check_inputs,
     open_watch,
     run_with_exit_codes,
@@ -45,6 +45,7 @@ from .run import (
 )
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
+    from ..queues.redis.enqueue import Enqueuer
     from ..queues.redis.jobs import JobKeys, Redis
     from ..queues.redis.worker_queue import RedisWorkQueue
     from ..report.hosts import HostSummary
@@ -93,6 +94,7 @@ _LOCAL_DEFAULTS: dict[str, Any] = {
     "fail_on_error": False,
 }
 _ENQUEUE_BATCH = 500
+_ENQUEUE_BATCH_BYTES = 4 * 1024 * 1024
 CRASH_HOOK_ENV = "ASYNCFETCH_TEST_CRASH_ON"
 CRASH_EXIT_CODE = 70
 
@@ -113,7 +115,7 @@ redis_option = click.option(
 job_option = click.option("--job", required=True, help="The job's name, e.g. crawl-1.")
 
 
-def _say(console: Console, text: str) -> None:
+def say(console: Console, text: str) -> None:
     console.print(f"asyncfetch: {text}", highlight=False, markup=False)
 
 
@@ -130,6 +132,12 @@ def _say(console: Console, text: str) -> None:
     help="Requests per second per host, shared by all workers.",
 )
 @click.option("--append", is_flag=True, help="Add to an existing job instead of refusing.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Finish an interrupted enqueue of the same INPUT: requests already in the job are"
+    " skipped, none is added twice (creates the job if it does not exist yet).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def enqueue_command(
     inputs: tuple[str, ...],
@@ -137,6 +145,7 @@ def enqueue_command(
     job: str,
     per_host_rate: float | None,
     append: bool,
+    resume: bool,
     quiet: bool,
     **request_options: Any,
 ) -> None:
@@ -145,6 +154,7 @@ def enqueue_command(
     INPUT is read like fetch's (URL lines, JSONL specs or CSV; '-' = stdin). Invalid lines
     are queued too and become invalid_input records, one per line. --rate and
     --per-host-rate hold across all workers; -c and --per-host apply to each worker.
+    Killed or failed, the same command with --resume adds each request exactly once.
     """
     if not inputs and sys.stdin.isatty():
         click.echo("asyncfetch: no INPUT given and stdin is a terminal; try --help", err=True)
@@ -152,7 +162,8 @@ def enqueue_command(
     options = {**_LOCAL_DEFAULTS, **request_options, "inputs": inputs or ("-",), "quiet": quiet}
     fetch_job = FetchJob.from_options(options)
     console = Console(stderr=True)
-    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, append, console)
+    modes = {"append": append, "resume": resume}
+    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, modes, console)
     sys.exit(run_with_exit_codes(coroutine, console))
 
 
@@ -164,16 +175,12 @@ async def _enqueue(
     redis_url: str,
     job: str,
     per_host_rate: float | None,
-    append: bool,
+    modes: dict[str, bool],
     console: Console,
 ) -> int:
-    from ..queues.redis.jobs import (
-        JobKeys,
-        connected,
-        create_job,
-        finish_enqueue,
-        redact_redis_url,
-    )
+    from ..queues.redis.enqueue import Enqueuer, begin_enqueue
+    from ..queues.redis.jobs import JobKeys, connected, finish_enqueue, redact_redis_url
+    from ..resume.reopen import fingerprint, fingerprint_differences
 
     keys = JobKeys(job)
     # Validate every setting, -X and -H included, before anything is written.
@@ -183,31 +190,48 @@ async def _enqueue(
     stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
     stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
     stored["per_host_rate"] = per_host_rate
+    identity = {**stored, **fetch_job.resume_options("redis")}
     async with connected(redis_url) as client:
-        await create_job(client, keys, stored, append)
-        count = await _add_all(client, keys, fetch_job)
-        await finish_enqueue(client, keys)
+        start = await begin_enqueue(
+            client,
+            keys,
+            stored,
+            lambda salt: fingerprint(fetch_job.inputs, identity, salt),
+            fingerprint_differences,
+            **modes,
+        )
+        enqueuer = Enqueuer(client, keys, start or 0)
+        if start is not None:
+            await _add_all(enqueuer, fetch_job, skip=start)
+            await finish_enqueue(client, keys)
     if not fetch_job.quiet:
         where = redact_redis_url(redis_url)
-        _say(console, f"enqueued {count} requests into job {job} on {where}")
+        earlier = "all" if start is None else f"{start}"
+        note = f" ({earlier} enqueued by an earlier run)" if start != 0 else ""
+        say(console, f"enqueued {enqueuer.added} requests into job {job} on {where}{note}")
     return 0
 
 
-async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
+async def _add_all(enqueuer: Enqueuer, fetch_job: FetchJob, *, skip: int) -> None:
+    """Add the input's requests after the first ``skip``, in batches bounded in count and
+    bytes (a batch is one atomic script call)."""
     from ..queues.redis.codec import encode_request
-    from ..queues.redis.jobs import add_requests
 
-    count = 0
     batch: list[bytes] = []
-    async for item in chain_inputs(fetch_job):
-        batch.append(encode_request(item))
-        if len(batch) >= _ENQUEUE_BATCH:
-            await add_requests(client, keys, batch)
-            count, batch = count + len(batch), []
+    size = 0
+    async for items in chain_input_batches(fetch_job):
+        if skip >= len(items):
+            skip -= len(items)
+            continue
+        for item in items[skip:]:
+            batch.append(payload := encode_request(item))
+            size += len(payload)
+            if len(batch) >= _ENQUEUE_BATCH or size >= _ENQUEUE_BATCH_BYTES:
+                await enqueuer.add(batch)
+                batch, size = [], 0
+        skip = 0
     if batch:
-        await add_requests(client, keys, batch)
-        count += len(batch)
-    return count
+        await enqueuer.add(batch)
 
 
 # -- worker ---------------------------------------------------------------------------
@@ -230,8 +254,10 @@ async def _add_all(client: Redis, keys: JobKeys, fetch_job: FetchJob) -> int:
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a request may stay with a silent worker before others reclaim it"
-    " (default: the worst-case time of one request under the job's settings).",
+    default=DEFAULT_LEASE_S,
+    show_default=True,
+    help="Seconds a silent (dead) worker keeps its requests before others reclaim them."
+    " Live workers renew theirs every quarter lease, so a slow request is never taken over.",
 )
 @click.option(
     "--max-deliveries",
@@ -248,7 +274,7 @@ def worker_command(
     job: str,
     concurrency: int | None,
     name: str | None,
-    lease: float | None,
+    lease: float,
     max_deliveries: int,
     follow: bool,
     progress: bool | None,
@@ -278,7 +304,7 @@ class _Worker:
         self.job = job
         self.local = local
         self.name = name
-        self.lease: float | None = None
+        self.lease = DEFAULT_LEASE_S
         self.max_deliveries = 5
         self.follow = False
 
@@ -334,20 +360,21 @@ class _Worker:
             RedisResultStore,
             RedisWorkQueue,
             WorkerOptions,
-            default_lease_s,
         )
 
         concurrency = settings.limits.concurrency
         options = WorkerOptions(
             consumer=self.name,
             prefetch=concurrency,
-            lease_s=self.lease or default_lease_s(settings),
+            lease_s=self.lease,
             max_deliveries=self.max_deliveries,
             follow=self.follow,
         )
         queue = RedisWorkQueue(client, keys, options)
         executor = _executor(transport, settings, _shared_rate(client, keys, stored))
-        store = RedisResultStore(client, keys, self.name, on_commit=queue.committed)
+        store = RedisResultStore(
+            client, keys, self.name, leases=queue.leases, on_commit=queue.committed
+        )
         runner = Runner(queue, store, executor, concurrency=concurrency, on_result=on_result)
         return runner, queue
 
@@ -416,7 +443,7 @@ def _report(
     if not quiet:
         hosts = [] if watch is None else host_lines(*_hosts_shown(watch))
         for line in summary_lines(stats, extra) + hosts:
-            console.print(f"asyncfetch: {line}", highlight=False, markup=False, soft_wrap=True)
+            say(console, line)
     return EXIT_INTERRUPTED if runner.stopping else EXIT_OK
 
 
@@ -424,78 +451,4 @@ def _hosts_shown(watch: RunWatch) -> tuple[list[HostSummary], list[HostSummary]]
     return watch.hosts.busiest(SUMMARY_HOSTS), watch.hosts.slowest(SUMMARY_HOSTS)
 
 
-# -- collect --------------------------------------------------------------------------
-
-
-@click.command("collect")
-@redis_option
-@job_option
-@click.option("--follow", is_flag=True, help="Keep collecting until the job is complete.")
-@click.option(
-    "--dead/--no-dead",
-    default=True,
-    show_default=True,
-    help="Write a record (error kind internal) for each dead-lettered request.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def collect_command(
-    redis_url: str,
-    job: str,
-    follow: bool,
-    dead: bool,
-    quiet: bool,
-    output: str | None,
-    output_format: str | None,
-) -> None:
-    """Write JOB's results to -o OUT (JSONL, CSV or SQLite): one record per request id.
-
-    May run while the job is still going: without --follow it writes what is there now.
-    """
-    console = Console(stderr=True)
-    coroutine = _collect(redis_url, job, follow, dead, output, output_format, console, quiet)
-    sys.exit(run_with_exit_codes(coroutine, console))
-
-
-collect_command.params.extend(_fetch_params("output", "output_format"))
-
-
-async def _collect(
-    redis_url: str,
-    job: str,
-    follow: bool,
-    dead: bool,
-    output: str | None,
-    output_format: str | None,
-    console: Console,
-    quiet: bool,
-) -> int:
-    from ..queues.redis.collect import ResultReader
-    from ..queues.redis.jobs import JobKeys, connected, load_options
-    from ..sinks import open_sink
-
-    keys = JobKeys(job)
-    async with connected(redis_url) as client:
-        stored = await load_options(client, keys)
-        if stored is None:
-            raise ConfigError(f"no job named {job!r}")
-        include_headers = bool(stored.get("include_headers"))
-        sink = open_sink(output, output_format=output_format, include_headers=include_headers)
-        reader = ResultReader(client, keys, follow=follow, include_dead=dead)
-        try:
-            async for batch in reader.batches():
-                await sink.write(batch)
-                await sink.flush()
-            await sink.flush(durable=True)
-        finally:
-            await sink.aclose()
-    counts = reader.counts
-    if not quiet:
-        _say(
-            console,
-            f"collected {counts.written} records ({counts.dead_lettered} dead-lettered,"
-            f" {counts.duplicates} duplicates skipped)",
-        )
-    return 0
-
-
-commands = [enqueue_command, worker_command, collect_command]
+commands = [enqueue_command, worker_command]

@@ -24,7 +24,7 @@ from typing import Any
 from .._errors import TransportError
 from .._models import InvalidInput, Request, Response, Result
 from ..policy.records import invalid_input_result
-from ..queues.base import WorkItem, WorkQueue
+from ..queues.base import ReadyQueue, WorkItem, WorkQueue
 from ..queues.memory import NOTHING_YET, MemoryQueue
 from ..transport.fast.connection import StaleConnection
 from ..transport.fast.transport import FastTransport, Route, route, stale_error, stale_may_retry
@@ -36,6 +36,14 @@ from .stats import StatsCollector
 log = logging.getLogger("asyncfetch")
 
 Landing = Response | TransportError | StaleConnection
+
+
+def _ready_queue(queue: WorkQueue) -> ReadyQueue | None:
+    """``queue`` if items can be taken from it without awaiting: a MemoryQueue, or a
+    queue that says so (``takes_nowait``, a Redis worker's read-ahead)."""
+    if isinstance(queue, MemoryQueue) or getattr(queue, "takes_nowait", False):
+        return queue  # type: ignore[return-value]
+    return None
 
 
 class _Flight:
@@ -73,12 +81,13 @@ class FastLane:
         """A lane for this run, or None when it needs worker tasks (another transport or
         queue, a rate limit, bodies saved to files)."""
         transport = executor.transport
-        if not isinstance(queue, MemoryQueue) or not isinstance(transport, FastTransport):
+        ready = _ready_queue(queue)
+        if ready is None or not isinstance(transport, FastTransport):
             return None
         if not executor.finishes_inline:
             return None
         return cls(
-            queue,
+            ready,
             executor,
             transport,
             results,
@@ -89,7 +98,7 @@ class FastLane:
 
     def __init__(
         self,
-        queue: MemoryQueue,
+        queue: ReadyQueue,
         executor: RequestExecutor,
         transport: FastTransport,
         results: ResultBuffer,

@@ -8,7 +8,7 @@ file (memory queue + sink) or a Redis job (stream + results stream + XACK).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +48,19 @@ class WorkQueue(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class ReadyQueue(WorkQueue, Protocol):
+    """A WorkQueue the engine's fast lane can take from without awaiting."""
+
+    def take_nowait(self) -> WorkItem | object | None:
+        """The next item; None once there is no more work; memory.NOTHING_YET if none is
+        ready now."""
+        ...
+
+    def call_when_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, from the loop, when take_nowait may have an item."""
+        ...
 
 
 Completed = tuple[WorkItem, Result]

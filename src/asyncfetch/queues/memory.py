@@ -34,11 +34,15 @@ class MemoryQueue:
         self,
         source: AsyncIterator[Item] | None = None,
         *,
-        batches: AsyncIterator[Sequence[Item]] | None = None,
+        batches: AsyncIterator[Sequence[Item | WorkItem]] | None = None,
         maxsize: int = 1000,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        """Read ``source`` (one item at a time) or ``batches`` (lists of items): one of them."""
+        """Read ``source`` (one item at a time) or ``batches`` (lists of items): one of them.
+
+        A batch may hold ready WorkItems (a Redis worker's, which carry their entry ids);
+        they are queued as they are.
+        """
         if (source is None) == (batches is None):
             raise TypeError("MemoryQueue takes either source or batches")
         self._source: AsyncIterator[Item] | AsyncIterator[Sequence[Item]]
@@ -112,14 +116,16 @@ class MemoryQueue:
             # Input ended or failed mid-way: workers finish what was read, then end.
             self._end()
 
-    async def _push(self, batch: Sequence[Item]) -> None:
+    async def _push(self, batch: Sequence[Item | WorkItem]) -> None:
         while len(self._items) >= self._maxsize and not self._ended:
             self._room = asyncio.get_running_loop().create_future()
             await self._room
         if self._ended:
             return  # stopped: nothing more is handed out
         enqueued_at = self._clock()  # one clock reading per batch: items arrive together
-        self._items.extend([WorkItem(request, enqueued_at) for request in batch])
+        self._items.extend(
+            [item if isinstance(item, WorkItem) else WorkItem(item, enqueued_at) for item in batch]
+        )
         self._wake(len(batch))
 
     def _wake(self, count: int) -> None:

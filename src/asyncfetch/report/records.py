@@ -231,6 +231,6 @@ async def read_redis_job(
 
     async with connected(redis_url) as client:
         reader = ResultReader(client, JobKeys(job))
-        async for results in reader.batches():
-            counts.read += len(results)
-            yield [from_result(result) for result in results]
+        async for collected in reader.batches():
+            counts.read += len(collected)
+            yield [from_result(item.result) for item in collected]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -208,8 +208,16 @@ class Journal:
 
         return await self.call(find)
 
-    async def commit(self, entries: Sequence[tuple[str, bool]], output_length: int | None) -> None:
-        """Record ``(id, ok)`` pairs (and the output's new length) in one transaction."""
+    async def commit(
+        self,
+        entries: Sequence[tuple[str, bool]],
+        output_length: int | None,
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record ``(id, ok)`` pairs (and the output's new length) in one transaction.
+
+        ``meta``: more of the job's place to move in the same transaction (``collect``
+        keeps its positions in the Redis streams here)."""
         run = self.run
 
         def record(connection: sqlite3.Connection) -> None:
@@ -220,6 +228,8 @@ class Journal:
                 )
                 if output_length is not None:
                     set_meta(connection, "output_length", str(output_length))
+                for key, value in (meta or {}).items():
+                    set_meta(connection, key, value)
 
         await self.call(record)
 

@@ -3,9 +3,11 @@
 Imports redis, as only the ``queues/redis/`` package may (see ``jobs.py``).
 
 The results stream holds one record per stream entry (see ``worker_queue.py``); records
-are still deduplicated here by request id, because an input may list the same request
-twice and a reader must see exactly one record per id. Dead-lettered requests become
-records too (``error.kind = "internal"``), so that every request has its record.
+must still be deduplicated by request id, because an input may list the same request
+twice and a reader must see exactly one record per id. That is the caller's part (the
+``collect`` command does it with its resume journal, in bounded memory). Dead-lettered
+requests become records too (``error.kind = "internal"``), so that every request has its
+record.
 """
 
 from __future__ import annotations
@@ -24,21 +26,22 @@ from .jobs import JobKeys, Redis, as_text, read_counts, retrying, stream_id_key
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
 
-@dataclass
-class CollectCounts:
-    written: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """A record read back, and whether it stands for a dead-lettered request."""
+
+    result: Result
+    dead: bool
 
 
 class ResultReader:
-    """Yields batches of deduplicated Results from the job's results and dead streams.
+    """Yields batches of Results from the job's results and dead streams, in stream order.
 
     Without ``follow`` it reads what the streams hold when it starts and stops; with
     ``follow`` it keeps reading until the job is complete and everything is read.
-
-    Memory: the ids already written are kept in a set (about 100 bytes per request), the
-    price of deduplicating into any sink, JSONL and CSV included.
+    ``positions`` (stream key → last entry id read) says where to start; after each
+    batch it says where that batch ends, for a caller that keeps its place durably.
+    Memory does not grow with the job: a batch at a time.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class ResultReader:
         include_dead: bool = True,
         batch_size: int = 1000,
         poll_s: float = 0.5,
+        positions: dict[str, str] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -57,11 +61,11 @@ class ResultReader:
         self._batch_size = batch_size
         self._poll_s = poll_s
         streams = [keys.results, keys.dead] if include_dead else [keys.results]
-        self._positions: dict[str, str] = dict.fromkeys(streams, "0-0")
-        self._seen: set[str] = set()
-        self.counts = CollectCounts()
+        start = positions or {}
+        self.positions: dict[str, str] = {name: start.get(name, "0-0") for name in streams}
+        self.complete = False
 
-    async def batches(self) -> AsyncIterator[list[Result]]:
+    async def batches(self) -> AsyncIterator[list[Collected]]:
         while True:
             # Completeness is read before the stream ends: whatever completed the job is
             # then already in the streams and is read in this pass.
@@ -69,6 +73,7 @@ class ResultReader:
             ends = await self._ends()
             async for batch in self._read_until(ends):
                 yield batch
+            self.complete = complete
             if not self._follow or complete:
                 return
             await asyncio.sleep(self._poll_s)
@@ -81,7 +86,7 @@ class ResultReader:
 
     async def _ends(self) -> dict[str, tuple[int, int]]:
         ends: dict[str, tuple[int, int]] = {}
-        for stream in self._positions:
+        for stream in self.positions:
             last: Any = await retrying(
                 partial(self._client.xrevrange, stream, count=1), "reading results"
             )
@@ -89,39 +94,34 @@ class ResultReader:
                 ends[stream] = stream_id_key(last[0][0])
         return ends
 
-    async def _read_until(self, ends: dict[str, tuple[int, int]]) -> AsyncIterator[list[Result]]:
+    async def _read_until(
+        self, ends: dict[str, tuple[int, int]]
+    ) -> AsyncIterator[list[Collected]]:
         while wanted := self._behind(ends):
             reply: Any = await retrying(
                 partial(self._client.xread, wanted, count=self._batch_size), "reading results"
             )
-            batch: list[Result] = []
+            batch: list[Collected] = []
             for stream_name, entries in reply or []:
                 stream = as_text(stream_name)
-                self._positions[stream] = as_text(entries[-1][0])
-                batch += self._fresh(stream, entries)
-            if batch:
-                yield batch
+                self.positions[stream] = as_text(entries[-1][0])
+                batch += self._decode(stream, entries)
+            yield batch
 
     def _behind(self, ends: dict[str, tuple[int, int]]) -> dict[Any, Any]:
         """The streams not yet read up to ``ends``, with the position to read from."""
         return {
             stream: position
-            for stream, position in self._positions.items()
+            for stream, position in self.positions.items()
             if stream in ends and stream_id_key(position) < ends[stream]
         }
 
-    def _fresh(self, stream: str, entries: list[StreamEntry]) -> list[Result]:
-        fresh: list[Result] = []
-        for _entry_id, fields in entries:
-            request_id = as_text(fields[b"id"])
-            if request_id in self._seen:
-                self.counts.duplicates += 1
-                continue
-            self._seen.add(request_id)
-            if stream == self._keys.dead:
-                self.counts.dead_lettered += 1
-                fresh.append(dead_letter_result(fields[b"request"], fields[b"r"]))
-            else:
-                fresh.append(decode_result(fields[b"r"]))
-        self.counts.written += len(fresh)
-        return fresh
+    def _decode(self, stream: str, entries: list[StreamEntry]) -> list[Collected]:
+        if stream == self._keys.dead:
+            return [
+                Collected(dead_letter_result(fields[b"request"], fields[b"r"]), dead=True)
+                for _entry_id, fields in entries
+            ]
+        return [
+            Collected(decode_result(fields[b"r"]), dead=False) for _entry_id, fields in entries
+        ]

@@ -220,8 +220,19 @@ async def server_time_ms(client: Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def create_job(client: Redis, keys: JobKeys, options: dict[str, Any], append: bool) -> None:
-    """Create the job (its options, counters and consumer group), or reopen it to append."""
+async def create_job(
+    client: Redis,
+    keys: JobKeys,
+    options: dict[str, Any],
+    append: bool = False,
+    *,
+    fingerprint: bytes = b"null",
+) -> None:
+    """Create the job (its options, counters and consumer group), or reopen it to append.
+
+    ``fingerprint`` identifies the enqueue's inputs, for ``enqueue --resume``
+    (enqueue.py).
+    """
     exists = await client.exists(keys.meta)
     if exists and not append:
         raise ConfigError(
@@ -240,6 +251,8 @@ async def create_job(client: Redis, keys: JobKeys, options: dict[str, Any], appe
                 "done": 0,
                 "dead": 0,
                 "enqueue_finished": 0,
+                "enqueue_position": 0,
+                "enqueue_input": fingerprint,
             },
         )
         pipe.xgroup_create(keys.requests, GROUP, id="0", mkstream=True)
@@ -258,11 +271,13 @@ async def load_options(client: Redis, keys: JobKeys) -> dict[str, Any] | None:
 
 async def add_requests(client: Redis, keys: JobKeys, payloads: list[bytes]) -> None:
     """XADD a batch of request payloads and count them, in one transaction: the
-    ``enqueued`` counter always matches the stream, even if enqueue is killed."""
+    ``enqueued`` counter always matches the stream. (The CLI's enqueue uses
+    enqueue.Enqueuer, which also survives being killed and resent.)"""
     async with client.pipeline(transaction=True) as pipe:
         for payload in payloads:
             pipe.xadd(keys.requests, {"r": payload})
         pipe.hincrby(keys.meta, "enqueued", len(payloads))
+        pipe.hincrby(keys.meta, "enqueue_position", len(payloads))
         await pipe.execute()
 
 

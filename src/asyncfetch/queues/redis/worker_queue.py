@@ -14,14 +14,18 @@ Delivery guarantees, and why they hold:
   and the worker that reclaimed its entry both finish, or a commit is resent after a lost
   reply, only the first writes a record. The results stream therefore holds one record
   per entry, and ``collect`` still deduplicates by request id.
+* The lease is short (12 s by default) because a live worker renews it for every entry it
+  holds (``lease.py``): a dead worker's entries are running elsewhere within
+  seconds, and a live worker's request is never reclaimed however long it takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -29,8 +33,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
-from ..._settings import Settings
 from ..base import Completed, WorkItem
+from ..memory import NOTHING_YET, MemoryQueue
 from .codec import dead_letter_record, decode_request, encode_result
 from .jobs import (
     GROUP,
@@ -40,6 +44,7 @@ from .jobs import (
     read_counts,
     retrying,
 )
+from .lease import DEFAULT_LEASE_S, Leases
 
 log = logging.getLogger("asyncfetch")
 
@@ -92,8 +97,6 @@ return -1
 SUSPECT_FROM = 3
 _COMMIT_CHUNK_ITEMS = 100
 _RELEASED_IDLE_MS = 30 * 24 * 3600 * 1000  # longer than any sensible lease
-_UNBOUNDED_ATTEMPT_S = 300.0
-_LEASE_MARGIN_S = 30.0
 _COMMIT_CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -102,33 +105,22 @@ class WorkerOptions:
     """How one worker takes part in a job.
 
     ``prefetch`` bounds the entries read ahead of the engine: a dead worker strands at
-    most that many (plus those in flight) until their lease runs out.
+    most that many (plus those in flight) until their lease runs out. ``lease_s``: how
+    long a silent worker keeps its entries; live workers renew theirs (lease.py).
     """
 
     consumer: str
     prefetch: int
-    lease_s: float
-    max_deliveries: int
+    lease_s: float = DEFAULT_LEASE_S
+    max_deliveries: int = 5
     follow: bool = False
     block_s: float = 1.0
-
-    @property
-    def reclaim_every_s(self) -> float:
-        return max(0.2, min(self.lease_s / 2, 10.0))
-
-
-def default_lease_s(settings: Settings) -> float:
-    """A lease longer than the worst case of one request: every attempt timing out, the
-    longest backoff (or honoured Retry-After) between attempts, and a margin. A shorter
-    lease never duplicates records, but a slow request may then be sent twice."""
-    retry = settings.retry
-    per_attempt = settings.timeouts.total or _UNBOUNDED_ATTEMPT_S
-    between = max(retry.backoff_cap, retry.retry_after_cap)
-    return per_attempt * retry.max_attempts + between * retry.retries + _LEASE_MARGIN_S
 
 
 class RedisWorkQueue:
     """WorkItems from the job's stream via XREADGROUP; ends when the job is complete."""
+
+    takes_nowait = True  # the fast lane may drive it (see lane.py)
 
     def __init__(
         self,
@@ -142,39 +134,89 @@ class RedisWorkQueue:
         self._keys = keys
         self._options = options
         self._clock = clock
-        self._items: asyncio.Queue[WorkItem | None] = asyncio.Queue(options.prefetch)
-        self._feeder: asyncio.Task[None] | None = None
+        # The read-ahead: a MemoryQueue fed with batches read from Redis, so that the
+        # engine's fast lane takes from it as from a local input (take_nowait below).
+        self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
+        self._started = False
+        self._stopping = False
+        self._reader_done = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
         self._claim_cursor = "0-0"
         self._next_reclaim = 0.0
         self._dead_letter = client.register_script(_DEAD_LETTER)
+        self.leases = Leases(client, keys, options.consumer, options.lease_s)
+        self._heartbeat: asyncio.Task[None] | None = None
         self.reclaimed = 0
         self.dead_lettered = 0
 
+    # -- taking work (WorkQueue, and take_nowait / call_when_ready for the fast lane) --
+
     async def get(self) -> WorkItem | None:
-        if self._feeder is None:
-            self._feeder = asyncio.create_task(self._feed(), name="asyncfetch-redis-reader")
-        item = await self._items.get()
-        if item is None:
-            self._items.put_nowait(None)  # every worker task must see the end
-        return item
+        self._start()
+        while not self._stopping and (item := await self._buffer.get()) is not None:
+            if not self._stopping and await self.leases.may_start(item.token):
+                return item
+            self._not_started(item)
+        return None
+
+    def take_nowait(self) -> WorkItem | object | None:
+        """The next item; None at the end; NOTHING_YET if none may be started now (none
+        read yet, or our leases are stale until the next renewal)."""
+        self._start()
+        while self.leases.is_fresh():
+            if self._stopping:
+                return None
+            item = self._buffer.take_nowait()
+            if not isinstance(item, WorkItem):
+                return item
+            if self.leases.ours(item.token):
+                return item
+            self._not_started(item)
+        return NOTHING_YET
+
+    def call_when_ready(self, callback: Callable[[], None]) -> None:
+        self._start()
+        if self.leases.is_fresh():
+            self._buffer.call_when_ready(callback)
+        else:
+            self.leases.call_when_fresh(callback)
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
+
+    def _not_started(self, item: WorkItem) -> None:
+        # Reclaimed by another worker while our leases were stale (theirs now), or
+        # stopping: not attempted, so the delivery that brought it is given back.
+        if item.token is not None:
+            self._unstarted[item.token] = item.deliveries - 1
 
     def stop(self) -> None:
-        """Hand out nothing more; what was read ahead is released in :meth:`aclose`."""
-        if self._feeder is not None:
-            self._feeder.cancel()
-        self._take_unstarted()
-        self._items.put_nowait(None)
+        """Hand out nothing more; what was read ahead is released in :meth:`aclose`.
+
+        The reader is not cancelled but told to stop: it ends after its current command
+        (a read blocks for at most ``block_s``), and the engine's waiting tasks get None
+        then. Cutting a Redis command short can leave redis-py's connection stuck.
+        """
+        self._stopping = True
+        self.leases.stop()
+        self._take_unstarted()  # also makes room, so a reader waiting for it goes on
 
     async def aclose(self) -> None:
         """Give back every entry this worker still holds; the engine has stopped by now."""
-        if self._feeder is not None:
-            self._feeder.cancel()
-            await asyncio.gather(self._feeder, return_exceptions=True)
+        self.stop()
+        if self._heartbeat is not None:
+            await self.leases.close(self._heartbeat)
+        if self._started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reader_done.wait(), self._options.block_s + 5)
         self._take_unstarted()
+        await self._buffer.aclose()  # cancels the reader only if Redis kept it waiting
         try:
             await self._give_back_all()
+            self.leases.clear()
             await self._forget_consumer()
         except (RedisError, OSError) as error:
             # One attempt only: a worker must not hang on exit while Redis is down.
@@ -182,26 +224,27 @@ class RedisWorkQueue:
 
     def feeder_error(self) -> BaseException | None:
         """The error (a QueueError after a long outage, say) that ended reading, if any."""
-        if self._feeder is None or not self._feeder.done() or self._feeder.cancelled():
-            return None
-        return self._feeder.exception()
+        return self._buffer.feeder_error()
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _feed(self) -> None:
+    async def _entries(self) -> AsyncIterator[list[WorkItem]]:
+        """Batches of work read from Redis; the buffer asks for the next one only when
+        half of its room is free, so each round trip brings many entries."""
         try:
-            await self._drain_own_pending()
-            while True:
+            cursor = "0-0"  # after a restart under the same name: our own entries first
+            while not self._stopping and (entries := await self._read(cursor, block_ms=None)):
+                cursor = as_text(entries[-1][0])
+                yield await self._hand_out(entries, fresh=False)
+            while not self._stopping:
                 if time.monotonic() >= self._next_reclaim:
-                    await self._reclaim()
-                if await self._read_new() == 0 and await self._finished():
-                    break
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            await self._items.put(None)  # let the engine finish what it holds, then end
-            raise
-        await self._items.put(None)
+                    yield await self._reclaim()
+                entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
+                yield await self._hand_out(entries, fresh=True)
+                if not entries and await self._finished():
+                    return
+        finally:
+            self._reader_done.set()
 
     async def _finished(self) -> bool:
         if self._options.follow:
@@ -209,20 +252,8 @@ class RedisWorkQueue:
         counts = await retrying(lambda: read_counts(self._client, self._keys), "reading job")
         return counts is not None and counts.complete
 
-    async def _drain_own_pending(self) -> None:
-        """After a restart under the same name, finish our own pending entries first."""
-        cursor = "0-0"
-        while entries := await self._read(cursor, block_ms=None):
-            cursor = as_text(entries[-1][0])
-            await self._hand_out(entries, fresh=False)
-
-    async def _read_new(self) -> int:
-        entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
-        await self._hand_out(entries, fresh=True)
-        return len(entries)
-
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
-        count = max(1, self._items.maxsize - self._items.qsize())
+        count = self._read_count
         streams: dict[Any, Any] = {self._keys.requests: start}
         reply: Any = await retrying(
             lambda: self._client.xreadgroup(
@@ -235,10 +266,15 @@ class RedisWorkQueue:
         entries: list[Entry] = reply[0][1]
         return entries
 
-    async def _reclaim(self) -> None:
+    @property
+    def _read_count(self) -> int:
+        """Entries per read: the room the buffer has when it asks (half of it, at least)."""
+        return max(1, self._options.prefetch // 2)
+
+    async def _reclaim(self) -> list[WorkItem]:
         """XAUTOCLAIM entries whose holder has been silent for longer than the lease."""
         options = self._options
-        count = max(1, self._items.maxsize - self._items.qsize())
+        count = self._read_count
         reply = await retrying(
             lambda: self._client.xautoclaim(
                 self._keys.requests,
@@ -252,21 +288,30 @@ class RedisWorkQueue:
         )
         self._claim_cursor = as_text(reply[0])
         # A cursor other than 0-0 means more may be claimable: look again at once.
-        wait = options.reclaim_every_s if self._claim_cursor == "0-0" else 0.0
+        wait = self.leases.every_s if self._claim_cursor == "0-0" else 0.0
         self._next_reclaim = time.monotonic() + wait
-        entries: list[Entry] = [entry for entry in reply[1] if entry[1]]
+        # Our own entries come back here only if our renewals lapsed: they are still in
+        # our hands (claiming them just renewed them), not to be handed out twice.
+        entries: list[Entry] = [
+            entry for entry in reply[1] if entry[1] and not self.leases.holds(as_text(entry[0]))
+        ]
         if entries:
             self.reclaimed += len(entries)
             log.info("reclaimed %d requests whose lease ran out", len(entries))
-            await self._hand_out(entries, fresh=False)
+        return await self._hand_out(entries, fresh=False)
 
-    async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> None:
-        """Queue entries for the engine; dead-letter those delivered too many times and
-        give back suspects beyond the one this worker may hold."""
+    async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> list[WorkItem]:
+        """The entries as work for the engine; dead-letter those delivered too many times
+        and give back suspects beyond the one this worker may hold."""
+        for entry_id, _fields in entries:
+            self.leases.hold(as_text(entry_id))  # renewed from now on, even while queued
         deliveries = {} if fresh else await self._deliveries([entry for entry, _ in entries])
         give_back: list[tuple[str, int]] = []
+        work: list[WorkItem] = []
+        now = self._clock()
         for entry_id, fields in entries:
             if not fields:
+                self.leases.release({as_text(entry_id)})
                 continue  # deleted from the stream by hand: nothing left to run
             token = as_text(entry_id)
             item = _decode(fields)
@@ -279,13 +324,14 @@ class RedisWorkQueue:
                     give_back.append((token, count - 1))
                     continue
                 self._suspect = token
-            await self._items.put(
-                WorkItem(item, enqueued_at=self._clock(), token=token, deliveries=count)
-            )
+            work.append(WorkItem(item, enqueued_at=now, token=token, deliveries=count))
         await self._release(give_back)
+        return work
 
     def committed(self, tokens: set[str]) -> None:
-        """Called by the store: the held suspect, if committed, no longer blocks others."""
+        """Called by the store: committed entries need no lease, and the held suspect, if
+        committed, no longer blocks others."""
+        self.leases.release(tokens)
         if self._suspect in tokens:
             self._suspect = None
 
@@ -313,10 +359,11 @@ class RedisWorkQueue:
         handed_out = count - 1
         reason = (
             f"delivered {handed_out} times without a result: each worker handling it"
-            f" crashed or held it past the lease of {self._options.lease_s:g} s"
+            f" crashed or stopped renewing its lease of {self._options.lease_s:g} s"
         )
         record_id = item.record_id if isinstance(item, InvalidInput) else item.id
         record = dead_letter_record(item, token, handed_out, reason)
+        self.leases.release({token})
         keys = self._keys
         acked = await retrying(
             lambda: self._dead_letter(
@@ -332,10 +379,10 @@ class RedisWorkQueue:
     # -- shutdown ---------------------------------------------------------------------
 
     def _take_unstarted(self) -> None:
-        while not self._items.empty():
-            item = self._items.get_nowait()
-            if item is not None and item.token is not None:
-                self._unstarted[item.token] = item.deliveries - 1
+        if not self._started:
+            return  # the buffer has read nothing (and must not start reading now)
+        while isinstance(item := self._buffer.take_nowait(), WorkItem):
+            self._not_started(item)
 
     async def _give_back_all(self) -> None:
         """Release our whole pending list: read-ahead entries, and entries a cancelled
@@ -364,6 +411,7 @@ class RedisWorkQueue:
         """
         if not entries:
             return
+        self.leases.release({token for token, _deliveries in entries})
         async with self._client.pipeline(transaction=False) as pipe:
             for token, deliveries in entries:
                 pipe.xclaim(
@@ -404,11 +452,13 @@ class RedisResultStore:
         keys: JobKeys,
         consumer: str,
         *,
+        leases: Leases | None = None,
         on_commit: Callable[[set[str]], None] | None = None,
     ) -> None:
         self._keys = keys
         self._consumer = consumer
         self._commit = client.register_script(_COMMIT)
+        self._leases = leases
         self._on_commit = on_commit
         self.duplicates = 0
 
@@ -419,6 +469,8 @@ class RedisResultStore:
                 if item.token is None:
                     raise ValueError("a Redis job item must carry its stream entry id")
                 args += [item.token, result.id, encode_result(result)]
+            if self._leases is not None:
+                self._leases.committing({item.token for item, _result in chunk if item.token})
             keys = self._keys
             send = partial(
                 self._commit, keys=[keys.requests, keys.results, keys.meta, keys.ticks], args=args
