@@ -17,7 +17,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from asyncfetch._models import Request, Result, Timings
-from asyncfetch._settings import RetryPolicy, Settings, Timeouts
 from asyncfetch.policy.records import failure_result, invalid_input_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.queues.redis.codec import encode_request
@@ -26,7 +25,6 @@ from asyncfetch.queues.redis.worker_queue import (
     RedisResultStore,
     RedisWorkQueue,
     WorkerOptions,
-    default_lease_s,
 )
 
 from .redis_server import running_redis
@@ -149,8 +147,8 @@ async def test_an_entry_delivered_too_often_is_dead_lettered(
         "url": "http://127.0.0.1/0",
         "deliveries": 3,
         "reason": (
-            "delivered 3 times without a result: each worker handling it crashed or held"
-            " it past the lease of 3600 s"
+            "delivered 3 times without a result: each worker handling it crashed or"
+            " stopped renewing its lease of 3600 s"
         ),
     }
     assert await client.hget(keys.meta, "dead") == b"1"
@@ -212,21 +210,3 @@ async def test_a_malformed_entry_becomes_an_invalid_input_item(
     await store.commit([(item, invalid_input_result(item.request))])  # type: ignore[arg-type]
     assert await asyncio.wait_for(queue.get(), 10) is None  # still owed one record: done
     await queue.aclose()
-
-
-def test_the_default_lease_outlasts_every_attempt_and_wait() -> None:
-    settings = Settings(
-        timeouts=Timeouts(total=10),
-        retry=RetryPolicy(retries=2, backoff_cap=5, retry_after_cap=20),
-    )
-    # 3 attempts × 10 s, 2 waits × 20 s (the larger of backoff and Retry-After), 30 s margin.
-    assert default_lease_s(settings) == 3 * 10 + 2 * 20 + 30
-    unbounded = Settings(timeouts=Timeouts(total=None), retry=RetryPolicy(retries=0))
-    assert default_lease_s(unbounded) == 300 + 30
-
-
-@pytest.mark.parametrize(("lease_s", "every_s"), [(0.1, 0.2), (3.0, 1.5), (60.0, 10.0)])
-def test_reclaims_are_spaced_by_half_the_lease_within_bounds(
-    lease_s: float, every_s: float
-) -> None:
-    assert _options(lease_s=lease_s).reclaim_every_s == every_s
