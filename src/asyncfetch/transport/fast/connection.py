@@ -148,6 +148,7 @@ class Connection(asyncio.Protocol):
         "idle_since",
         "keep_alive",
         "on_idle_lost",
+        "on_lost",
         "pool",
         "sent_at",
         "served",
@@ -181,6 +182,8 @@ class Connection(asyncio.Protocol):
         self.idle = False  # owned by the pool: True while in its idle list
         self.idle_since = 0.0
         self.on_idle_lost: Callable[[Connection], None] | None = None  # set by the pool
+        # Told when the socket is closed, so the connection budget counts descriptors.
+        self.on_lost: Callable[[Connection], None] | None = None
         self.pool: Any = None  # the HostPool that owns this connection (set by the pool)
         self.context: Any = None  # the caller's state for the exchange in progress
         self.served = 0
@@ -449,6 +452,9 @@ class Connection(asyncio.Protocol):
         closed_waiter = self._closed_waiter
         if closed_waiter is not None and not closed_waiter.done():
             closed_waiter.set_result(None)
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost(self)
 
     def _finish_on_close(self, exc: Exception | None) -> None:
         if self._unsent_head is not None:
