@@ -58,10 +58,18 @@ class FetchJob(NamedTuple):
     resume: bool = False
     resume_force: bool = False
     retry_failed: bool = False
+    resolve: tuple[tuple[str, int, str], ...] = ()
+    dns_servers: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
-        job = cls(**{**options, "inputs": tuple(options["inputs"])})
+        job = cls(
+            **{
+                **options,
+                "inputs": tuple(options["inputs"]),
+                "dns_servers": tuple(options.get("dns_servers", ())),
+            }
+        )
         # Both only make sense for a resumable run, so they imply --resume.
         return job._replace(resume=job.resume or job.resume_force or job.retry_failed)
 
@@ -89,6 +97,8 @@ class FetchJob(NamedTuple):
                 insecure=self.insecure,
                 cacert=self.cacert,
                 proxy=self.proxy,
+                resolve=self.resolve,
+                dns_servers=self.dns_servers,
             ),
         )
 

@@ -23,7 +23,7 @@ from typing import Final
 import aiodns
 import aiodns.error
 
-from .._errors import DNSError, caused_by
+from .._errors import DNSError
 from ..policy.limits import Slots
 
 # (family, type, proto, canonname, sockaddr): what socket.getaddrinfo returns, and what
@@ -161,7 +161,7 @@ class Resolver:
                     nameservers=self._servers or None, loop=asyncio.get_running_loop()
                 )
             except aiodns.error.DNSError as exc:
-                raise caused_by(DNSError(f"cannot set up the DNS resolver: {exc}"), exc)
+                raise DNSError(f"cannot set up the DNS resolver: {exc}") from exc
         return self._channel
 
 
@@ -205,7 +205,9 @@ def parse_resolve(text: str) -> tuple[str, int, str]:
     host, sep, rest = text.partition(":")
     port_text, sep2, address = rest.partition(":")
     if not sep or not sep2 or not host or not port_text.isdigit() or not address:
-        raise ValueError(f"expected HOST:PORT:ADDRESS, e.g. example.com:443:127.0.0.1, not {text!r}")
+        raise ValueError(
+            f"expected HOST:PORT:ADDRESS (e.g. example.com:443:127.0.0.1), not {text!r}"
+        )
     address = address.removeprefix("[").removesuffix("]")
     if not _is_ip(address):
         raise ValueError(f"{address!r} in {text!r} is not an IP address")
