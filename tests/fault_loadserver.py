@@ -55,8 +55,7 @@ async def serve(hosts: int) -> None:
     loop = asyncio.get_running_loop()
     addresses = ["0.0.0.0"] if hosts == 0 else [f"127.0.0.{2 + i}" for i in range(hosts)]
     servers = [
-        await loop.create_server(FixedResponse, address, 0, backlog=4096)
-        for address in addresses
+        await loop.create_server(FixedResponse, address, 0, backlog=4096) for address in addresses
     ]
     listeners = ["{}:{}".format(*server.sockets[0].getsockname()[:2]) for server in servers]
     print(json.dumps({"listeners": listeners}), flush=True)

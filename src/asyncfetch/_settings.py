@@ -103,7 +103,7 @@ class TransportOptions:
         _require(self.max_redirects >= 0, "max_redirects must be >= 0 (0 = do not follow)")
         for host, port, address in self.resolve:
             _require(
-                bool(host) and 0 < port < 65536 and _is_ip(address),
+                bool(host) and 0 < port < 65536 and is_ip_address(address),
                 f"invalid resolve entry {host}:{port}:{address}; use HOST:PORT:ADDRESS,"
                 " e.g. example.com:443:127.0.0.1",
             )
@@ -123,7 +123,7 @@ class TransportOptions:
         )
 
 
-def _is_ip(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -141,7 +141,7 @@ def _valid_server(server: str) -> bool:
     else:
         address, port = server, None
     port_ok = port is None or (port.isdigit() and 0 < int(port) < 65536)
-    return port_ok and _is_ip(address)
+    return port_ok and is_ip_address(address)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

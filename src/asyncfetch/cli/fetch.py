@@ -9,8 +9,7 @@ import click
 
 from ..runtime.gc_tuning import paused_collections
 from .exit_codes import EXIT_USAGE
-from ..transport.resolver import parse_resolve
-from .job import FetchJob, parse_header
+from .job import FetchJob, parse_header, parse_resolve
 
 
 def _headers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]

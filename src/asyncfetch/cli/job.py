@@ -13,6 +13,7 @@ from .._settings import (
     Settings,
     Timeouts,
     TransportOptions,
+    is_ip_address,
 )
 
 
@@ -22,6 +23,20 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise ValueError(f"header must look like 'Name: value', got {text!r}")
     return name.strip(), value.strip()
+
+
+def parse_resolve(text: str) -> tuple[str, int, str]:
+    """``HOST:PORT:ADDRESS`` (curl's --resolve; IPv6 as ``[::1]``) → (host, port, address)."""
+    host, sep, rest = text.partition(":")
+    port_text, sep2, address = rest.partition(":")
+    if not sep or not sep2 or not host or not port_text.isdigit() or not address:
+        raise ValueError(
+            f"expected HOST:PORT:ADDRESS (e.g. example.com:443:127.0.0.1), not {text!r}"
+        )
+    address = address.removeprefix("[").removesuffix("]")
+    if not is_ip_address(address):
+        raise ValueError(f"{address!r} in {text!r} is not an IP address")
+    return host, int(port_text), address
 
 
 class FetchJob(NamedTuple):

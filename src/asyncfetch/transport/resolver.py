@@ -13,7 +13,6 @@ entries: that host and port go to the given address without asking DNS.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import time
 from collections import OrderedDict
@@ -24,6 +23,7 @@ import aiodns
 import aiodns.error
 
 from .._errors import DNSError
+from .._settings import is_ip_address
 from ..policy.limits import Slots
 
 # (family, type, proto, canonname, sockaddr): what socket.getaddrinfo returns, and what
@@ -86,7 +86,7 @@ class Resolver:
         override = self._overrides.get((host.lower(), port))
         if override is not None:
             return _addr_infos([(_family_of(override), override)], port)
-        if _is_ip(host):
+        if is_ip_address(host):
             return _addr_infos([(_family_of(host), host)], port)
         answer = self._cached(host)
         if answer is None:
@@ -165,14 +165,6 @@ class Resolver:
         return self._channel
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _family_of(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
@@ -198,17 +190,3 @@ def _addr_infos(addresses: Iterable[tuple[int, str]], port: int) -> list[AddrInf
         )
         infos.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
     return infos
-
-
-def parse_resolve(text: str) -> tuple[str, int, str]:
-    """``HOST:PORT:ADDRESS`` (curl's --resolve; IPv6 as ``[::1]``) → (host, port, address)."""
-    host, sep, rest = text.partition(":")
-    port_text, sep2, address = rest.partition(":")
-    if not sep or not sep2 or not host or not port_text.isdigit() or not address:
-        raise ValueError(
-            f"expected HOST:PORT:ADDRESS (e.g. example.com:443:127.0.0.1), not {text!r}"
-        )
-    address = address.removeprefix("[").removesuffix("]")
-    if not _is_ip(address):
-        raise ValueError(f"{address!r} in {text!r} is not an IP address")
-    return host, int(port_text), address
