@@ -68,13 +68,14 @@ class _TimedConnector(aiohttp.TCPConnector):
     when the process is out of descriptors.
 
     aiohttp's ``limit`` counts connections in use only: idle keep-alive connections were
-    kept for every host seen until the process ran out of descriptors. Here at most
-    ``idle_cap`` stay idle; beyond, the least recently used host's oldest one is closed.
+    kept for every host seen until the process ran out of descriptors. Here connections
+    in use and idle ones together stay within ``max_connections``: beyond, the least
+    recently used host's oldest idle one is closed.
     """
 
-    def __init__(self, *, idle_cap: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._idle_cap = idle_cap
+        self._max_connections = max_connections
         self._idle_count = 0
         # Keys with idle connections, least recently released first.
         self._idle_order: OrderedDict[Any, None] = OrderedDict()
@@ -89,14 +90,28 @@ class _TimedConnector(aiohttp.TCPConnector):
 
     async def _create_when_possible(self, *args: Any, **kwargs: Any) -> Any:
         # Out of descriptors is not the request's failure: free an idle one, or wait.
+        await self._make_room()
         while True:
             try:
                 return await super()._create_connection(*args, **kwargs)
             except aiohttp.ClientConnectorError as exc:
                 if exc.os_error.errno not in _OUT_OF_DESCRIPTORS:
                     raise
-            if not self._close_least_recent():
+            if self._close_least_recent() is None:
                 await asyncio.sleep(_DESCRIPTOR_RETRY_S)
+
+    async def _make_room(self) -> None:
+        """Close idle connections until this new one fits under the cap (it is counted in
+        ``_acquired`` already), and wait until their sockets are really closed."""
+        closing: list[asyncio.Future[None]] = []
+        while self._idle_count + len(self._acquired) > self._max_connections:
+            protocol = self._close_least_recent()
+            if protocol is None:
+                break
+            if (closed := protocol.closed) is not None:
+                closing.append(closed)
+        if closing:
+            await asyncio.wait(closing, timeout=1.0)
 
     async def _get(self, *args: Any, **kwargs: Any) -> Any:
         # aiohttp keeps parsing a pooled connection while it is idle: bytes a server sends
@@ -118,8 +133,10 @@ class _TimedConnector(aiohttp.TCPConnector):
         before = self._idle_of(key)
         super()._release(key, protocol, should_close=should_close)
         self._count_idle(key, before)
-        while self._idle_count > self._idle_cap and self._close_least_recent():
-            pass
+        in_use = len(self._acquired)
+        while self._idle_count + in_use > self._max_connections:
+            if self._close_least_recent() is None:
+                break
 
     def _cleanup(self) -> None:
         super()._cleanup()  # closes expired idle connections: count again
@@ -140,8 +157,8 @@ class _TimedConnector(aiohttp.TCPConnector):
         elif after == 0:
             self._idle_order.pop(key, None)
 
-    def _close_least_recent(self) -> bool:
-        """Close the oldest idle connection of the least recently used host."""
+    def _close_least_recent(self) -> Any:
+        """Close the oldest idle connection of the least recently used host; it, or None."""
         while self._idle_order:
             key = next(iter(self._idle_order))
             conns = self._conns.get(key)
@@ -154,8 +171,8 @@ class _TimedConnector(aiohttp.TCPConnector):
                 del self._idle_order[key]
             self._idle_count -= 1
             protocol.close()
-            return True
-        return False
+            return protocol
+        return None
 
 
 class _AsyncfetchResolver(aiohttp.abc.AbstractResolver):
@@ -225,7 +242,7 @@ class AiohttpTransport:
             )
             resolver = _AsyncfetchResolver(self._dns)
         connector = _TimedConnector(
-            idle_cap=max(0, self._max_connections - self._concurrency),
+            max_connections=self._max_connections,
             limit=self._concurrency,
             limit_per_host=self._per_host,
             ssl=build_ssl_context(self._options),
