@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from asyncfetch.config import Limits, RetryPolicy, Settings, Timeouts, TransportOptions
-from asyncfetch.executor import RequestExecutor
-from asyncfetch.models import Request
+from asyncfetch._models import Request
+from asyncfetch._settings import Limits, RetryPolicy, Settings, Timeouts, TransportOptions
+from asyncfetch.pipeline.executor import RequestExecutor
 from asyncfetch.transport.aiohttp import AiohttpTransport
 from asyncfetch.transport.base import Transport
 from asyncfetch.transport.descriptors import connection_cap
-from asyncfetch.transport.fast import FastTransport
+from asyncfetch.transport.fast.transport import FastTransport
 
 from .fault_cases import ENGINES
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from asyncfetch.config import Timeouts, TransportOptions
-from asyncfetch.errors import DNSError
-from asyncfetch.models import Request
-from asyncfetch.transport.fast import FastTransport
+from asyncfetch._errors import DNSError
+from asyncfetch._models import Request
+from asyncfetch._settings import Timeouts, TransportOptions
+from asyncfetch.transport.fast.transport import FastTransport
 from asyncfetch.transport.resolver import Resolver
 
 from .cli_helpers import cli_env
