@@ -19,6 +19,7 @@ import pytest
 
 from asyncfetch._models import Request
 from asyncfetch._settings import Limits, RetryPolicy, Settings, Timeouts, TransportOptions
+from asyncfetch.concurrency import amap_unordered
 from asyncfetch.pipeline.executor import RequestExecutor
 from asyncfetch.transport.aiohttp import AiohttpTransport
 from asyncfetch.transport.base import Transport
@@ -26,6 +27,9 @@ from asyncfetch.transport.descriptors import connection_cap
 from asyncfetch.transport.fast.transport import FastTransport
 
 from .fault_cases import ENGINES
+from .test_many_hosts import every_loopback_address, host_address
+
+__all__ = ["every_loopback_address"]  # the fixture, shared with test_many_hosts
 
 HOSTS = 6
 CAP = 3
@@ -183,3 +187,32 @@ async def test_out_of_descriptors_waits_for_one_instead_of_failing(
         await executor.aclose()
     assert [result.error for result in results] == [None] * len(requests)
     assert all(result.status == 200 for result in results)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_crawl_holds_state_for_the_cap_not_for_every_host_seen(
+    every_loopback_address: int, engine: str
+) -> None:
+    """3,000 hosts once each, 100 connections at most: descriptors and pools stay within
+    the cap during the run, and nothing per host is left once it is over."""
+    urls = [f"http://{host_address(n)}:{every_loopback_address}/" for n in range(3000)]
+    settings = Settings(limits=Limits(concurrency=50, per_host=1), retry=RetryPolicy(retries=0))
+    baseline = len(os.listdir("/proc/self/fd"))
+    peak = baseline
+    transport = open_engine(engine, 100, TransportOptions())
+    async with transport:
+        executor = RequestExecutor(transport, settings)
+
+        async def fetch(request: Request) -> bool:
+            nonlocal peak
+            peak = max(peak, len(os.listdir("/proc/self/fd")))
+            return (await executor.execute(request)).ok
+
+        requests = [Request.create(url) for url in urls]
+        outcomes = [o.unwrap() async for o in amap_unordered(fetch, requests, limit=50)]
+        if isinstance(transport, FastTransport):
+            assert transport.pool_count <= 100
+            assert transport.budget is not None and transport.budget.peak <= 100
+        await executor.aclose()
+    assert len(outcomes) == len(urls) and all(outcomes)
+    assert peak <= baseline + 100 + 10, (baseline, peak)  # the cap, and a few of aiohttp's

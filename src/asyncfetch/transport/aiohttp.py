@@ -231,6 +231,11 @@ class AiohttpTransport:
         self._closed = False
         self._timeout_cache: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
+    @property
+    def max_connections(self) -> int:
+        """The most connections open at once (in use and idle)."""
+        return self._max_connections
+
     def _open(self) -> aiohttp.ClientSession:
         resolver = self._resolver
         if resolver is None:

@@ -418,6 +418,11 @@ class FastTransport:
         return given
 
     @property
+    def max_connections(self) -> int:
+        """The most connections open at once (in use, idle or opening)."""
+        return self._max_connections
+
+    @property
     def budget(self) -> ConnectionBudget | None:
         """The cap on open connections and their count (None until the first request)."""
         return self._budget
