@@ -26,8 +26,9 @@ from asyncfetch.transport.base import Transport
 from asyncfetch.transport.descriptors import connection_cap
 from asyncfetch.transport.fast.transport import FastTransport
 
+from .dns_server import loopback_address as host_address
 from .fault_cases import ENGINES
-from .test_many_hosts import every_loopback_address, host_address
+from .test_many_hosts import every_loopback_address
 
 __all__ = ["every_loopback_address"]  # the fixture, shared with test_many_hosts
 

@@ -22,22 +22,14 @@ from asyncfetch.transport.fast.transport import FastTransport
 from asyncfetch.transport.resolver import Resolver
 
 from .cli_helpers import cli_env
-from .dns_server import DnsServer, running_dns_server
+from .dns_server import DnsServer, crawl_address, running_dns_server
 from .fault_cases import ENGINES
-from .test_many_hosts import every_loopback_address, host_address
+from .test_many_hosts import every_loopback_address
 
 __all__ = ["every_loopback_address"]  # the fixture, shared with test_many_hosts
 
 NAMES = 300
 DNS_DELAY = 0.1
-
-
-def crawl_name_address(name: str) -> str | None:
-    """h<N>.crawl.test -> the N-th loopback address; other names do not exist."""
-    label, _, rest = name.partition(".")
-    if rest != "crawl.test" or not label[1:].isdigit():
-        return None
-    return host_address(int(label[1:]))
 
 
 async def run_cli(*args: str) -> list[dict[str, object]]:
@@ -71,7 +63,7 @@ async def test_names_resolve_concurrently_once_each_through_the_given_server(
     lines = [f"http://h{n}.crawl.test:{port}/a\n" for n in range(NAMES)]
     lines += [f"http://h{n}.crawl.test:{port}/b\n" for n in range(NAMES)]
     urls.write_text("".join(lines))
-    async with running_dns_server(DnsServer(crawl_name_address, delay=DNS_DELAY)) as dns:
+    async with running_dns_server(DnsServer(crawl_address, delay=DNS_DELAY)) as dns:
         records = await run_cli(
             str(urls), "-c", "200", "--engine", engine, "--dns-server", dns.address
         )
@@ -90,7 +82,7 @@ async def test_resolve_option_skips_dns_for_its_host_and_port_only(
 ) -> None:
     port = every_loopback_address
     urls = f"http://pinned.test:{port}/\nhttp://pinned.test:{port + 1}/\n"
-    async with running_dns_server(DnsServer(crawl_name_address)) as dns:
+    async with running_dns_server(DnsServer(crawl_address)) as dns:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -145,7 +137,7 @@ async def test_a_dual_stack_host_is_reached_over_the_family_that_answers(
 
 async def test_answers_are_cached_for_their_ttl_and_lookups_are_bounded() -> None:
     now = [0.0]
-    dns = DnsServer(crawl_name_address, delay=0.05, ttl=60)
+    dns = DnsServer(crawl_address, delay=0.05, ttl=60)
     async with running_dns_server(dns):
         resolver = Resolver(servers=[dns.address], max_lookups=5, clock=lambda: now[0])
         try:

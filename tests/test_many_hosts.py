@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from .cli_helpers import cli_env
+from .dns_server import loopback_address as host_address
 from .fault_cases import ENGINES
 from .test_load_resources import FORBIDDEN_ON_STDERR, Watch, check_one_record_per_line
 
@@ -30,12 +31,6 @@ CONCURRENCY = 500
 # Lower than the number of hosts: one descriptor kept per host would run out.
 FD_LIMIT = 4096
 PEAK_DESCRIPTORS = 2 * CONCURRENCY + 100
-
-
-def host_address(number: int) -> str:
-    """The number-th distinct loopback address, from 127.1.0.1 up."""
-    number += 1
-    return f"127.{1 + number // 65536}.{number // 256 % 256}.{number % 256}"
 
 
 @pytest.fixture(scope="module")

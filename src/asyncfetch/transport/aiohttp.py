@@ -32,7 +32,7 @@ from .._errors import (
 )
 from .._models import Request, Response
 from .._settings import Timeouts, TransportOptions
-from .descriptors import connection_cap
+from .descriptors import connection_cap, lookups_for
 from .resolver import Resolver
 
 _CHUNK = 64 * 1024
@@ -243,7 +243,7 @@ class AiohttpTransport:
             self._dns = Resolver(
                 servers=options.dns_servers,
                 overrides=options.resolve,
-                max_lookups=self._max_connections,
+                max_lookups=lookups_for(self._max_connections),
             )
             resolver = _AsyncfetchResolver(self._dns)
         connector = _TimedConnector(

@@ -49,3 +49,10 @@ def connection_cap(concurrency: int, descriptor_limit: int | None = None) -> int
             descriptor_limit = _HIGHEST_SOFT_LIMIT
     wanted = concurrency * (1 + IDLE_PER_REQUEST)
     return max(1, min(wanted, descriptor_limit - RESERVED_DESCRIPTORS))
+
+
+def lookups_for(max_connections: int) -> int:
+    """How many DNS lookups may run at once: one per request in flight, which is the cap
+    less the idle connections it allows (a burst of thousands of queries at once would
+    overflow a resolver's receive queue, and lost queries wait seconds to be resent)."""
+    return max(1, max_connections // (1 + IDLE_PER_REQUEST))

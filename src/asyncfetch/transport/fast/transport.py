@@ -30,7 +30,7 @@ from ..._errors import (
 from ..._models import Request, Response
 from ..._settings import Timeouts, TransportOptions
 from ...policy.hosts import host_of
-from ..descriptors import connection_cap
+from ..descriptors import connection_cap, lookups_for
 from ..resolver import Resolver
 from .budget import ConnectionBudget
 from .codec import ACCEPT_ENCODING
@@ -235,7 +235,7 @@ class FastTransport:
         self.resolver = resolver or Resolver(
             servers=options.dns_servers,
             overrides=options.resolve,
-            max_lookups=self._max_connections,
+            max_lookups=lookups_for(self._max_connections),
         )
         self._pools: dict[str, HostPool] = {}
         self._live: set[Connection] = set()
