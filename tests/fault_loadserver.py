@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import cast
 
 RESPONSE = (
@@ -63,6 +67,28 @@ async def serve(hosts: int) -> None:
     await loop.run_in_executor(None, sys.stdin.read)
     for server in servers:
         server.close()
+
+
+@contextmanager
+def load_server_process(argument: str) -> Iterator[list[str]]:
+    """This server in a process of its own (``argument`` as on the command line); yields
+    its ``host:port`` listeners and stops it on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fault_loadserver", argument],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert process.stdout is not None
+        yield json.loads(process.stdout.readline())["listeners"]
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()  # the server exits when its stdin closes
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def main() -> None:

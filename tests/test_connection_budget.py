@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import resource
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +24,7 @@ from asyncfetch.transport.fast.transport import FastTransport
 
 from .dns_server import loopback_address as host_address
 from .fault_cases import ENGINES
+from .fault_loadserver import load_server_process
 from .test_many_hosts import every_loopback_address
 
 __all__ = ["every_loopback_address"]  # the fixture, shared with test_many_hosts
@@ -131,21 +128,8 @@ async def test_idle_connections_beyond_the_cap_close_least_recently_used_first(
 @pytest.fixture(scope="module")
 def other_process_hosts() -> Iterator[list[str]]:
     """Servers in another process (this one is about to run out of descriptors)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fault_loadserver", "20"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    try:
-        assert process.stdout is not None
-        yield json.loads(process.stdout.readline())["listeners"]
-    finally:
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.close()
-        process.wait(timeout=10)
-        process.stdout.close()
+    with load_server_process("20") as listeners:
+        yield listeners
 
 
 def hold_every_descriptor() -> list[int]:

@@ -10,21 +10,17 @@ every host seen: the run reached its descriptor limit and recorded thousands of
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import resource
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .cli_helpers import cli_env
 from .dns_server import loopback_address as host_address
 from .fault_cases import ENGINES
-from .test_load_resources import FORBIDDEN_ON_STDERR, Watch, check_one_record_per_line
+from .fault_loadserver import load_server_process
+from .test_load_resources import check_one_record_per_line, run_watched
 
 HOSTS = int(os.environ.get("ASYNCFETCH_MANY_HOSTS", "20000"))
 CONCURRENCY = 500
@@ -36,22 +32,8 @@ PEAK_DESCRIPTORS = 2 * CONCURRENCY + 100
 @pytest.fixture(scope="module")
 def every_loopback_address() -> Iterator[int]:
     """A server process answering on every 127.x.y.z address; yields its port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fault_loadserver", "--every-loopback-address"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    try:
-        assert process.stdout is not None
-        listener = json.loads(process.stdout.readline())["listeners"][0]
-        yield int(listener.rsplit(":", 1)[1])
-    finally:
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.close()  # the server exits when its stdin closes
-        process.wait(timeout=10)
-        process.stdout.close()
+    with load_server_process("--every-loopback-address") as listeners:
+        yield int(listeners[0].rsplit(":", 1)[1])
 
 
 def limit_descriptors() -> None:
@@ -68,42 +50,9 @@ async def test_a_crawl_over_many_hosts_stays_within_its_descriptors(
     port = every_loopback_address
     urls.write_text("".join(f"http://{host_address(n)}:{port}/p\n" for n in range(HOSTS)))
     output = tmp_path / "out.jsonl"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "always::ResourceWarning",
-        "-m",
-        "asyncfetch",
-        "fetch",
-        str(urls),
-        "-o",
-        str(output),
-        "-c",
-        str(CONCURRENCY),
-        "-q",
-        "--retries",
-        "0",
-        "--body",
-        "none",
-        "--engine",
-        engine,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-        preexec_fn=limit_descriptors,
-    )
-    watch = Watch(process.pid, output, HOSTS)
-    stderr_task = asyncio.ensure_future(process.stderr.read())  # type: ignore[union-attr]
-    while process.returncode is None:
-        watch.sample()
-        try:
-            await asyncio.wait_for(process.wait(), 0.05)
-        except TimeoutError:
-            continue
-    stderr = (await stderr_task).decode(errors="replace")
-    assert process.returncode == 0, stderr[-2000:]
-    for text in FORBIDDEN_ON_STDERR:
-        assert text not in stderr, stderr[-2000:]
+    args = ["fetch", str(urls), "-o", str(output), "-c", str(CONCURRENCY), "-q"]
+    args += ["--retries", "0", "--body", "none", "--engine", engine]
+    watch = await run_watched(args, output, HOSTS, limit_descriptors, every=0.05)
     # Every request answered (no "Too many open files" record), one record each.
     check_one_record_per_line(output, HOSTS)
     peak = max(sample.descriptors for sample in watch.samples)
