@@ -11,8 +11,10 @@ import resource
 from typing import Final
 
 # Descriptors left to everything but connections: output files, the journal, the event
-# loop's own, the DNS resolver's sockets, stdin/stdout/stderr.
+# loop's own, the DNS resolver's sockets, stdin/stdout/stderr (about 15 in a CLI run). An
+# eighth of the limit, within these bounds: a low limit (256) keeps most for connections.
 RESERVED_DESCRIPTORS: Final = 64
+_FEWEST_RESERVED: Final = 24
 # Idle connections kept beyond those in use, per unit of concurrency: a connection is
 # worth keeping for a host that comes back, but a crawl's hosts mostly do not.
 IDLE_PER_REQUEST: Final = 1
@@ -41,14 +43,15 @@ def connection_cap(concurrency: int, descriptor_limit: int | None = None) -> int
     """The most connections (in use, idle or opening) a run of ``concurrency`` may hold.
 
     At most ``concurrency`` are in use at once; as many again may wait idle for their host
-    to come back, within what the file limit leaves after :data:`RESERVED_DESCRIPTORS`.
+    to come back, within what the file limit leaves after a reserve for other files.
     """
     if descriptor_limit is None:
         descriptor_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if descriptor_limit == resource.RLIM_INFINITY:
             descriptor_limit = _HIGHEST_SOFT_LIMIT
     wanted = concurrency * (1 + IDLE_PER_REQUEST)
-    return max(1, min(wanted, descriptor_limit - RESERVED_DESCRIPTORS))
+    reserved = max(_FEWEST_RESERVED, min(RESERVED_DESCRIPTORS, descriptor_limit // 8))
+    return max(1, min(wanted, descriptor_limit - reserved))
 
 
 def lookups_for(max_connections: int) -> int:
