@@ -13,11 +13,10 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from asyncfetch.transport.aiohttp import AiohttpTransport
 
 from .cli_helpers import cli_env
 from .fault_cases import ENGINES
+from .fault_loadserver import load_server_process
 from .fault_resolver import LoopbackResolver
 
 LOAD_REQUESTS = int(os.environ.get("ASYNCFETCH_LOAD_REQUESTS", "30000"))
@@ -55,22 +55,8 @@ FORBIDDEN_ON_STDERR = (
 @pytest.fixture(scope="module")
 def load_server() -> Iterator[list[str]]:
     """A separate process answering on 127.0.0.2..26; yields its host:port listeners."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fault_loadserver", str(SERVER_HOSTS)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parent.parent,
-    )
-    try:
-        assert process.stdout is not None
-        yield json.loads(process.stdout.readline())["listeners"]
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()  # the server exits when its stdin closes
-        process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
+    with load_server_process(str(SERVER_HOSTS)) as listeners:
+        yield listeners
 
 
 def limit_descriptors() -> None:
@@ -115,6 +101,38 @@ class Watch:
         return self._lines / self.total
 
 
+async def run_watched(
+    args: list[str], output: Path, total: int, preexec_fn: Callable[[], None], every: float = 0.1
+) -> Watch:
+    """Run the CLI with ``args`` (its records to ``output``), sampling its /proc entries;
+    it must exit 0 with nothing alarming on stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "always::ResourceWarning",  # shown on stderr, where the test looks for them
+        "-m",
+        "asyncfetch",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+        preexec_fn=preexec_fn,
+    )
+    watch = Watch(process.pid, output, total)
+    stderr_task = asyncio.ensure_future(process.stderr.read())  # type: ignore[union-attr]
+    while process.returncode is None:
+        watch.sample()
+        try:
+            await asyncio.wait_for(process.wait(), every)
+        except TimeoutError:
+            continue
+    stderr = (await stderr_task).decode(errors="replace")
+    assert process.returncode == 0, stderr[-2000:]
+    for text in FORBIDDEN_ON_STDERR:
+        assert text not in stderr, stderr[-2000:]
+    return watch
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_cli_load_under_a_descriptor_limit(
@@ -127,30 +145,7 @@ async def test_cli_load_under_a_descriptor_limit(
     output = tmp_path / "out.jsonl"
     args = ["fetch", str(urls), "-o", str(output), "-c", str(CONCURRENCY), "--per-host", "8"]
     args += ["-q", "--retries", "0", "--body", "none", "--engine", engine]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "always::ResourceWarning",  # shown on stderr, where the test looks for them
-        "-m",
-        "asyncfetch",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-        preexec_fn=limit_descriptors,
-    )
-    watch = Watch(process.pid, output, LOAD_REQUESTS)
-    stderr_task = asyncio.ensure_future(process.stderr.read())  # type: ignore[union-attr]
-    while process.returncode is None:
-        watch.sample()
-        try:
-            await asyncio.wait_for(process.wait(), 0.1)
-        except TimeoutError:
-            continue
-    stderr = (await stderr_task).decode(errors="replace")
-    assert process.returncode == 0, stderr[-2000:]
-    for text in FORBIDDEN_ON_STDERR:
-        assert text not in stderr, stderr[-2000:]
+    watch = await run_watched(args, output, LOAD_REQUESTS, limit_descriptors)
     check_one_record_per_line(output, LOAD_REQUESTS)
     check_flat(watch.samples, LOAD_REQUESTS)
     descriptors = max(sample.descriptors for sample in watch.samples)

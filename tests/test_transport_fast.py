@@ -39,6 +39,7 @@ from asyncfetch._settings import Timeouts, TransportOptions
 from asyncfetch.transport.fast.connection import Connection, Outbox, StaleConnection
 from asyncfetch.transport.fast.pool import open_connection
 from asyncfetch.transport.fast.transport import FastTransport
+from asyncfetch.transport.resolver import Resolver
 
 from .llhttp_reference import llhttp_report
 
@@ -496,7 +497,7 @@ async def test_stale_keep_alive_post_that_was_written_is_not_replayed(
 async def _connect(url: str, outbox: Outbox) -> Connection:
     loop = asyncio.get_running_loop()
     port = int(url.rsplit(":", 1)[1])
-    return await open_connection(loop, "127.0.0.1", port, None, 5.0, set(), outbox)
+    return await open_connection(loop, Resolver(), "127.0.0.1", port, None, 5.0, set(), outbox)
 
 
 def _start(

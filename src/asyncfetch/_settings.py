@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,9 +97,25 @@ class TransportOptions:
     cacert: Path | None = None
     proxy: str | None = None
     user_agent: str = "asyncfetch/0.1"
+    # curl's --resolve: (host, port, address) entries that skip DNS for that host and port.
+    resolve: tuple[tuple[str, int, str], ...] = ()
+    # DNS servers ("ADDR" or "ADDR:PORT", IPv6 as "[ADDR]:PORT"); empty: the system's.
+    dns_servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.max_redirects >= 0, "max_redirects must be >= 0 (0 = do not follow)")
+        for host, port, address in self.resolve:
+            _require(
+                bool(host) and 0 < port < 65536 and is_ip_address(address),
+                f"invalid resolve entry {host}:{port}:{address}; use HOST:PORT:ADDRESS,"
+                " e.g. example.com:443:127.0.0.1",
+            )
+        for server in self.dns_servers:
+            _require(
+                _valid_server(server),
+                f"invalid DNS server {server!r}; use an IP address, optionally with"
+                " :PORT (e.g. 127.0.0.1:5353 or [::1]:5353)",
+            )
         _require(
             self.cacert is None or self.cacert.is_file(),
             f"cacert file not found: {self.cacert}",
@@ -107,6 +124,27 @@ class TransportOptions:
             self.proxy is None or self.proxy.startswith(("http://", "https://")),
             "proxy must be an http:// or https:// URL",
         )
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_server(server: str) -> bool:
+    """Whether ``server`` is "ADDR", "ADDR:PORT" or "[ADDR]:PORT" (IPv6 in brackets)."""
+    if server.startswith("["):
+        address, _, rest = server[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None if not rest else "x"
+    elif server.count(":") == 1:
+        address, _, port = server.partition(":")
+    else:
+        address, port = server, None
+    port_ok = port is None or (port.isdigit() and 0 < int(port) < 65536)
+    return port_ok and is_ip_address(address)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -9,7 +9,7 @@ import click
 
 from ..runtime.gc_tuning import paused_collections
 from .exit_codes import EXIT_USAGE
-from .job import FetchJob, parse_header
+from .job import FetchJob, parse_header, parse_resolve
 
 
 def _headers(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]
@@ -28,6 +28,15 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
         except OSError as error:
             raise click.BadParameter(f"cannot read {value[1:]}: {error.strerror}") from error
     return value.encode()
+
+
+def _resolve(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, int, str], ...]:
+    try:
+        return tuple(parse_resolve(value) for value in values)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
 
 
 @click.command("fetch")
@@ -144,6 +153,20 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     help="Trust this CA bundle (PEM).",
 )
 @click.option("--proxy", help="HTTP proxy URL.")
+@click.option(
+    "--resolve",
+    multiple=True,
+    callback=_resolve,
+    metavar="HOST:PORT:ADDR",
+    help="Connect to ADDR for HOST:PORT without asking DNS (as curl); repeatable.",
+)
+@click.option(
+    "--dns-server",
+    "dns_servers",
+    multiple=True,
+    metavar="ADDR[:PORT]",
+    help="Ask this DNS server (default: the system's); repeatable.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["auto", "aiohttp", "fast"]),

@@ -13,6 +13,7 @@ from .._settings import (
     Settings,
     Timeouts,
     TransportOptions,
+    is_ip_address,
 )
 
 
@@ -22,6 +23,20 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise ValueError(f"header must look like 'Name: value', got {text!r}")
     return name.strip(), value.strip()
+
+
+def parse_resolve(text: str) -> tuple[str, int, str]:
+    """``HOST:PORT:ADDRESS`` (curl's --resolve; IPv6 as ``[::1]``) → (host, port, address)."""
+    host, sep, rest = text.partition(":")
+    port_text, sep2, address = rest.partition(":")
+    if not sep or not sep2 or not host or not port_text.isdigit() or not address:
+        raise ValueError(
+            f"expected HOST:PORT:ADDRESS (e.g. example.com:443:127.0.0.1), not {text!r}"
+        )
+    address = address.removeprefix("[").removesuffix("]")
+    if not is_ip_address(address):
+        raise ValueError(f"{address!r} in {text!r} is not an IP address")
+    return host, int(port_text), address
 
 
 class FetchJob(NamedTuple):
@@ -61,10 +76,18 @@ class FetchJob(NamedTuple):
     report: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    resolve: tuple[tuple[str, int, str], ...] = ()
+    dns_servers: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
-        job = cls(**{**options, "inputs": tuple(options["inputs"])})
+        job = cls(
+            **{
+                **options,
+                "inputs": tuple(options["inputs"]),
+                "dns_servers": tuple(options.get("dns_servers", ())),
+            }
+        )
         # Both only make sense for a resumable run, so they imply --resume.
         return job._replace(resume=job.resume or job.resume_force or job.retry_failed)
 
@@ -92,6 +115,8 @@ class FetchJob(NamedTuple):
                 insecure=self.insecure,
                 cacert=self.cacert,
                 proxy=self.proxy,
+                resolve=self.resolve,
+                dns_servers=self.dns_servers,
             ),
         )
 

@@ -71,7 +71,7 @@ class RequestExecutor:
         self._transport = transport
         self._settings = settings
         self._per_host = PerHostLimiter(settings.limits.per_host)
-        self._global = Slots(settings.limits.concurrency)
+        self._global = Slots(_usable_concurrency(transport, settings.limits.concurrency))
         self._deadlines = DeadlineWatch()
         self._rate = rate_limiter
         self._save_body = save_body
@@ -231,6 +231,16 @@ class RequestExecutor:
             policy=self._settings.body,
             saved_path=saved_path,
         )
+
+
+def _usable_concurrency(transport: Transport, concurrency: int) -> int:
+    """``concurrency``, or fewer when the transport can hold fewer connections open (a low
+    file limit): attempts beyond would only wait for a connection with their deadline
+    running, and start-up would read ahead into timeouts instead of results."""
+    max_connections = getattr(transport, "max_connections", None)
+    if isinstance(max_connections, int) and 0 < max_connections < concurrency:
+        return max_connections
+    return concurrency
 
 
 def _three_places(duration_ms: float) -> float:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import errno
 import functools
+import socket
 import ssl
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,12 +32,16 @@ from .._errors import (
 )
 from .._models import Request, Response
 from .._settings import Timeouts, TransportOptions
+from .descriptors import connection_cap, lookups_for
+from .resolver import Resolver
 
 _CHUNK = 64 * 1024
 # Servers in the wild send long cookies and CSP headers; aiohttp's 8 KiB default rejects
 # real sites. 64 KiB per line and 500 headers match what the fast engine accepts.
 _MAX_HEADER_LINE = 64 * 1024
 _MAX_HEADERS = 500
+_OUT_OF_DESCRIPTORS: Final = frozenset({errno.EMFILE, errno.ENFILE})
+_DESCRIPTOR_RETRY_S: Final = 0.05
 
 
 def build_ssl_context(options: TransportOptions) -> ssl.SSLContext | bool:
@@ -57,24 +64,143 @@ _connect_ms: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar
 
 
 class _TimedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector with connect times, a bound on idle connections, and patience
+    when the process is out of descriptors.
+
+    aiohttp's ``limit`` counts connections in use only: idle keep-alive connections were
+    kept for every host seen until the process ran out of descriptors. Here connections
+    in use and idle ones together stay within ``max_connections``: beyond, the least
+    recently used host's oldest idle one is closed.
+    """
+
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_connections = max_connections
+        self._idle_count = 0
+        # Keys with idle connections, least recently released first.
+        self._idle_order: OrderedDict[Any, None] = OrderedDict()
+
     async def _create_connection(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        connection = await super()._create_connection(*args, **kwargs)
+        connection = await self._create_when_possible(*args, **kwargs)
         sink = _connect_ms.get()
         if sink is not None:
             sink.append((time.perf_counter() - started) * 1000)
         return connection
 
+    async def _create_when_possible(self, *args: Any, **kwargs: Any) -> Any:
+        # Out of descriptors is not the request's failure: free an idle one, or wait.
+        await self._make_room()
+        while True:
+            try:
+                return await super()._create_connection(*args, **kwargs)
+            except aiohttp.ClientConnectorError as exc:
+                if exc.os_error.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+            if self._close_least_recent() is None:
+                await asyncio.sleep(_DESCRIPTOR_RETRY_S)
+
+    async def _make_room(self) -> None:
+        """Close idle connections until this new one fits under the cap (it is counted in
+        ``_acquired`` already), and wait until their sockets are really closed."""
+        closing: list[asyncio.Future[None]] = []
+        while self._idle_count + len(self._acquired) > self._max_connections:
+            protocol = self._close_least_recent()
+            if protocol is None:
+                break
+            if (closed := protocol.closed) is not None:
+                closing.append(closed)
+        if closing:
+            await asyncio.wait(closing, timeout=1.0)
+
     async def _get(self, *args: Any, **kwargs: Any) -> Any:
         # aiohttp keeps parsing a pooled connection while it is idle: bytes a server sends
         # then (a forged second response after a short Content-Length) would be handed to
         # the next request as its answer. should_close is true once anything arrived.
-        while (connection := await super()._get(*args, **kwargs)) is not None:
+        key = args[0] if args else kwargs["key"]
+        while True:
+            before = self._idle_of(key)
+            connection = await super()._get(*args, **kwargs)
+            self._count_idle(key, before)
+            if connection is None:
+                return None
             protocol = connection.protocol
             if protocol is not None and not protocol.should_close:
                 return connection
             connection.close()
+
+    def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+        before = self._idle_of(key)
+        super()._release(key, protocol, should_close=should_close)
+        self._count_idle(key, before)
+        in_use = len(self._acquired)
+        while self._idle_count + in_use > self._max_connections:
+            if self._close_least_recent() is None:
+                break
+
+    def _cleanup(self) -> None:
+        super()._cleanup()  # closes expired idle connections: count again
+        self._idle_count = sum(len(conns) for conns in self._conns.values())
+        for key in [key for key in self._idle_order if key not in self._conns]:
+            del self._idle_order[key]
+
+    def _idle_of(self, key: Any) -> int:
+        conns = self._conns.get(key)
+        return 0 if conns is None else len(conns)
+
+    def _count_idle(self, key: Any, before: int) -> None:
+        after = self._idle_of(key)
+        self._idle_count += after - before
+        if after > before:
+            self._idle_order[key] = None
+            self._idle_order.move_to_end(key)
+        elif after == 0:
+            self._idle_order.pop(key, None)
+
+    def _close_least_recent(self) -> Any:
+        """Close the oldest idle connection of the least recently used host; it, or None."""
+        while self._idle_order:
+            key = next(iter(self._idle_order))
+            conns = self._conns.get(key)
+            if not conns:
+                del self._idle_order[key]
+                continue
+            protocol, _released_at = conns.popleft()
+            if not conns:
+                del self._conns[key]
+                del self._idle_order[key]
+            self._idle_count -= 1
+            protocol.close()
+            return protocol
         return None
+
+
+class _AsyncfetchResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver interface over :class:`~asyncfetch.transport.resolver.Resolver`:
+    both engines share its c-ares lookups, bounded cache, ``--resolve`` and DNS servers."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        infos = await self._resolver.resolve(host, port)
+        return [
+            aiohttp.abc.ResolveResult(
+                hostname=host,
+                host=str(sockaddr[0]),
+                port=port,
+                family=address_family,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address_family, _type, _proto, _name, sockaddr in infos
+            if family in (socket.AF_UNSPEC, address_family)
+        ]
+
+    async def close(self) -> None:
+        return None  # the transport closes its Resolver, after the session
 
 
 class AiohttpTransport:
@@ -88,25 +214,47 @@ class AiohttpTransport:
         *,
         concurrency: int = 100,
         per_host_connections: int = 8,
+        max_connections: int | None = None,
         resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
         self._options = options
-        self._concurrency = concurrency
+        self._max_connections = max_connections or connection_cap(concurrency)
+        # Connections in use (aiohttp's limit) and idle ones share the cap.
+        self._concurrency = min(concurrency, self._max_connections)
         self._per_host = per_host_connections
-        # An async resolver (or a test's fake) instead of getaddrinfo in the thread pool.
+        # c-ares through our Resolver (or a test's fake), not getaddrinfo in a thread pool;
+        # ours caches by itself, in bounded memory, where aiohttp's cache never forgets.
+        self._own_resolver = resolver is None
         self._resolver = resolver
+        self._dns: Resolver | None = None  # ours, when no resolver was given
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeout_cache: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
+    @property
+    def max_connections(self) -> int:
+        """The most connections open at once (in use and idle)."""
+        return self._max_connections
+
     def _open(self) -> aiohttp.ClientSession:
+        resolver = self._resolver
+        if resolver is None:
+            options = self._options
+            self._dns = Resolver(
+                servers=options.dns_servers,
+                overrides=options.resolve,
+                max_lookups=lookups_for(self._max_connections),
+            )
+            resolver = _AsyncfetchResolver(self._dns)
         connector = _TimedConnector(
+            max_connections=self._max_connections,
             limit=self._concurrency,
             limit_per_host=self._per_host,
             ssl=build_ssl_context(self._options),
+            use_dns_cache=not self._own_resolver,
             ttl_dns_cache=300,
             enable_cleanup_closed=False,
-            resolver=self._resolver,
+            resolver=resolver,
         )
         session = aiohttp.ClientSession(
             connector=connector,
@@ -203,6 +351,8 @@ class AiohttpTransport:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+        if self._dns is not None:
+            await self._dns.aclose()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,7 +14,9 @@ class Transport(Protocol):
     Implementations must raise only :class:`asyncfetch._errors.TransportError` subclasses
     for request failures, read at most ``max_body`` decoded bytes (raising TooLargeError
     beyond), and honour ``timeouts.connect`` and ``timeouts.read``. The caller bounds the
-    whole attempt with ``timeouts.total``.
+    whole attempt with ``timeouts.total``. A transport that caps its open connections
+    may say so with a ``max_connections`` attribute: the executor then runs no more
+    attempts at once than that (it would only have them wait for a connection).
     """
 
     name: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._errors import ConfigError
 from .._settings import Settings
 from .base import Transport
+from .descriptors import connection_cap, raise_descriptor_limit
 
 ENGINES = ("auto", "aiohttp", "fast")
 
@@ -29,16 +30,26 @@ def resolve_engine(engine: str, settings: Settings) -> str:
 
 
 def open_transport(engine: str, settings: Settings) -> Transport:
-    """A new transport for ``engine`` (already resolved), sized by the run's limits."""
+    """A new transport for ``engine`` (already resolved), sized by the run's limits.
+
+    Raises the process's file limit to its hard limit first, and caps the connections
+    (in use and idle) by ``-c`` and that limit, so that many hosts never exhaust it.
+    """
     limits = settings.limits
+    max_connections = connection_cap(limits.concurrency, raise_descriptor_limit())
     if engine == "fast":
         from .fast.transport import FastTransport
 
-        return FastTransport(settings.transport, per_host_connections=limits.per_host)
+        return FastTransport(
+            settings.transport,
+            per_host_connections=limits.per_host,
+            max_connections=max_connections,
+        )
     from .aiohttp import AiohttpTransport
 
     return AiohttpTransport(
         settings.transport,
         concurrency=limits.concurrency,
         per_host_connections=limits.per_host,
+        max_connections=max_connections,
     )

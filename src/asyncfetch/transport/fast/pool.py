@@ -1,19 +1,41 @@
 """How the fast transport makes connections and keeps them: bounded keep-alive pools,
-one per (scheme, host, port)."""
+one per (scheme, host, port), under one budget of open connections (budget.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Final
+
+import aiohappyeyeballs
 
 from ..._errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
+from ..resolver import AddrInfo, Resolver
+from .budget import ConnectionBudget
 from .connection import Connection, Outbox
 
 Connector = Callable[[float | None], Awaitable[Connection]]
+PoolEvent = Callable[["HostPool"], None]
+
+# RFC 8305's recommended "Connection Attempt Delay": a second address (of the other
+# family, see Resolver) is tried when the first has not connected within 250 ms.
+HAPPY_EYEBALLS_DELAY: Final = 0.25
+_OUT_OF_DESCRIPTORS: Final = frozenset({errno.EMFILE, errno.ENFILE})
+# How long a connection that found no free descriptor waits before trying again, when no
+# connection of ours closes first (the descriptors are held by something else).
+_DESCRIPTOR_RETRY_S: Final = 0.05
+
+
+class OutOfDescriptors(Exception):
+    """The process (EMFILE) or the system (ENFILE) has no descriptor for a new socket.
+
+    Never a request's error: the pool waits for one to be freed and tries again.
+    """
 
 
 class HostPool:
@@ -27,12 +49,14 @@ class HostPool:
     """
 
     __slots__ = (
+        "_budget",
         "_closed",
         "_connect",
         "_idle",
         "_idle_timeout",
         "_limit",
         "_loop",
+        "_on_unused",
         "_size",
         "_waiters",
     )
@@ -44,11 +68,17 @@ class HostPool:
         limit: int,
         idle_timeout: float,
         loop: asyncio.AbstractEventLoop,
+        budget: ConnectionBudget,
+        on_unused: PoolEvent | None = None,
     ) -> None:
         self._connect = connect
         self._limit = limit
         self._idle_timeout = idle_timeout
         self._loop = loop
+        self._budget = budget
+        # Called when the pool holds nothing and nobody waits: its owner may forget it, so
+        # memory does not grow with the number of hosts a run has seen.
+        self._on_unused = on_unused
         self._idle: deque[Connection] = deque()
         self._size = 0  # connections that exist or are being opened
         self._closed = False
@@ -99,6 +129,7 @@ class HostPool:
         conn.idle = True
         conn.idle_since = self._loop.time()
         self._idle.append(conn)
+        self._budget.parked(conn)  # last: it may evict this very connection for a waiter
 
     def discard(self, conn: Connection) -> None:
         """Close a connection that ended badly (error, cancellation) and free its slot."""
@@ -110,6 +141,15 @@ class HostPool:
         if conn.idle:
             conn.idle = False
             self._idle.remove(conn)
+            self._budget.unparked(conn)
+            self._free_slot()
+
+    def evict(self, conn: Connection) -> None:
+        """Close an idle connection to make room for another host's (the budget's call)."""
+        if conn.idle:
+            conn.idle = False
+            self._idle.remove(conn)
+            conn.abort()
             self._free_slot()
 
     def expire(self, now: float) -> None:
@@ -118,6 +158,7 @@ class HostPool:
         while idle and now - idle[0].idle_since >= self._idle_timeout:
             conn = idle.popleft()
             conn.idle = False
+            self._budget.unparked(conn)
             conn.abort()
             self._free_slot()
 
@@ -127,6 +168,7 @@ class HostPool:
         while self._idle:
             conn = self._idle.pop()
             conn.idle = False
+            self._budget.unparked(conn)
             conn.abort()
             self._size -= 1
         while self._waiters:
@@ -140,6 +182,7 @@ class HostPool:
         while idle:
             conn = idle.pop()
             conn.idle = False
+            self._budget.unparked(conn)
             if conn.usable() and now - conn.idle_since < self._idle_timeout:
                 return conn
             conn.abort()
@@ -147,18 +190,40 @@ class HostPool:
         return None
 
     async def _open(self, connect_timeout: float | None) -> tuple[Connection, float]:
-        # The caller already holds the slot; give it back if opening fails or is cancelled.
-        start = time.perf_counter()
+        # The caller already holds the pool's slot; give it back if opening fails or is
+        # cancelled. Waiting for the budget is not connecting: connect_ms starts after.
+        budget = self._budget
         try:
             if self._closed:  # e.g. a retry racing the transport's aclose()
                 raise ConnectError("the transport was closed", may_have_been_sent=False)
-            conn = await self._connect(connect_timeout)
+            await budget.take()
         except BaseException:
+            self._free_slot()
+            raise
+        start = time.perf_counter()
+        try:
+            conn = await self._connect_when_possible(connect_timeout)
+        except BaseException:
+            budget.give_back()
             self._free_slot()
             raise
         conn.on_idle_lost = self.on_idle_lost
         conn.pool = self
+        if conn.closed:
+            budget.give_back()  # already gone: its connection_lost came before the hook
+        else:
+            conn.on_lost = budget.closed
         return conn, (time.perf_counter() - start) * 1000.0
+
+    async def _connect_when_possible(self, connect_timeout: float | None) -> Connection:
+        # Out of descriptors is waited out: close an idle connection if there is one, else
+        # wait for a socket of ours to close (or a moment, when others hold them).
+        while True:
+            try:
+                return await self._connect(connect_timeout)
+            except OutOfDescriptors:
+                if not self._budget.evict_idle():
+                    await asyncio.sleep(_DESCRIPTOR_RETRY_S)
 
     async def _wait(self) -> Connection | None:
         waiter: asyncio.Future[Connection | None] = self._loop.create_future()
@@ -187,10 +252,13 @@ class HostPool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+        if self._size == 0 and self._on_unused is not None:
+            self._on_unused(self)
 
 
 async def open_connection(
     loop: asyncio.AbstractEventLoop,
+    resolver: Resolver,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
@@ -198,17 +266,13 @@ async def open_connection(
     live: set[Connection],
     outbox: Outbox,
 ) -> Connection:
-    """Resolve, connect and (for https) handshake, mapping failures onto the error tree."""
+    """Resolve, connect (Happy Eyeballs over the addresses) and, for https, handshake,
+    mapping failures onto the error tree; OutOfDescriptors is the pool's to handle."""
     where = f"{host}:{port}"
     try:
         async with asyncio.timeout(connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: Connection(loop, live, outbox),
-                host,
-                port,
-                ssl=ssl_context,
-                server_hostname=host if ssl_context is not None else None,
-            )
+            addresses = await resolver.resolve(host, port)
+            conn = await _connect_to(loop, addresses, host, ssl_context, live, outbox)
     except TimeoutError as exc:  # ours, or the kernel's ETIMEDOUT: nothing was sent
         raise caused_by(
             TimeoutError_(f"connecting to {where} timed out", may_have_been_sent=False), exc
@@ -218,7 +282,46 @@ async def open_connection(
     except ssl.SSLError as exc:  # includes certificate verification failures
         raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
     except OSError as exc:
+        if exc.errno in _OUT_OF_DESCRIPTORS:
+            raise OutOfDescriptors(str(exc))
         raise caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
+    return conn
+
+
+async def _connect_to(
+    loop: asyncio.AbstractEventLoop,
+    addresses: list[AddrInfo],
+    host: str,
+    ssl_context: ssl.SSLContext | None,
+    live: set[Connection],
+    outbox: Outbox,
+) -> Connection:
+    server_hostname = host if ssl_context is not None else None
+    if len(addresses) == 1:
+        # One address (an IP literal, --resolve, a single-stack name): the loop's own
+        # connect, in C under uvloop, costs less than racing a single candidate.
+        address = addresses[0][4]
+        _, conn = await loop.create_connection(
+            lambda: Connection(loop, live, outbox),
+            str(address[0]),
+            int(address[1]),  # type: ignore[call-overload]
+            ssl=ssl_context,
+            server_hostname=server_hostname,
+        )
+        return conn
+    sock = await aiohappyeyeballs.start_connection(
+        addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1, loop=loop
+    )
+    try:
+        _, conn = await loop.create_connection(
+            lambda: Connection(loop, live, outbox),
+            sock=sock,
+            ssl=ssl_context,
+            server_hostname=server_hostname,
+        )
+    except BaseException:
+        sock.close()  # asyncio closes its transport, not always the socket given
+        raise
     return conn
 
 

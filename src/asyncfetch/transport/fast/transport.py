@@ -30,6 +30,9 @@ from ..._errors import (
 from ..._models import Request, Response
 from ..._settings import Timeouts, TransportOptions
 from ...policy.hosts import host_of
+from ..descriptors import connection_cap, lookups_for
+from ..resolver import Resolver
+from .budget import ConnectionBudget
 from .codec import ACCEPT_ENCODING
 from .connection import Connection, Outbox, StaleConnection
 from .pool import HostPool, open_connection
@@ -196,8 +199,12 @@ class FastTransport:
     """HTTP/1.1 transport with bounded keep-alive pools per origin, built for throughput.
 
     ``per_host_connections`` bounds the connections to each (scheme, host, port);
-    ``idle_timeout`` closes connections unused for that many seconds. Proxies are not
-    supported: check :meth:`supports` and fall back to the aiohttp transport.
+    ``max_connections`` bounds them all together, idle ones included (default: from the
+    file limit, see :func:`~asyncfetch.transport.descriptors.connection_cap`);
+    ``idle_timeout`` closes connections unused for that many seconds. Names are resolved
+    by ``resolver`` (default: one made from the options' DNS servers and overrides).
+    Proxies are not supported: check :meth:`supports` and fall back to the aiohttp
+    transport.
     """
 
     name = "fast"
@@ -208,9 +215,13 @@ class FastTransport:
         *,
         per_host_connections: int = 8,
         idle_timeout: float = 30.0,
+        max_connections: int | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         if per_host_connections < 1:
             raise ConfigError("per_host_connections must be at least 1, e.g. 8")
+        if max_connections is not None and max_connections < 1:
+            raise ConfigError("max_connections must be at least 1, e.g. 200")
         if idle_timeout <= 0:
             raise ConfigError("idle_timeout must be a positive number of seconds, e.g. 30")
         if not self.supports(options):
@@ -218,6 +229,14 @@ class FastTransport:
         self._options = options
         self._per_host = per_host_connections
         self._idle_timeout = idle_timeout
+        self._max_connections = max_connections or connection_cap(100)
+        self._budget: ConnectionBudget | None = None  # made with the first pool
+        self._owns_resolver = resolver is None
+        self.resolver = resolver or Resolver(
+            servers=options.dns_servers,
+            overrides=options.resolve,
+            max_lookups=lookups_for(self._max_connections),
+        )
         self._pools: dict[str, HostPool] = {}
         self._live: set[Connection] = set()
         self._outbox: Outbox | None = None  # made with the first pool, on the running loop
@@ -398,22 +417,48 @@ class FastTransport:
             lines.append(f"{name}: {value}\r\n")
         return given
 
+    @property
+    def max_connections(self) -> int:
+        """The most connections open at once (in use, idle or opening)."""
+        return self._max_connections
+
+    @property
+    def budget(self) -> ConnectionBudget | None:
+        """The cap on open connections and their count (None until the first request)."""
+        return self._budget
+
+    @property
+    def pool_count(self) -> int:
+        """Origins with a pool now (busy or with idle connections)."""
+        return len(self._pools)
+
     def _add_pool(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> HostPool:
         ssl_context = self._tls_context() if origin.scheme == "https" else None
-        connect = partial(open_connection, loop, origin.host, origin.port, ssl_context)
+        connect = partial(
+            open_connection, loop, self.resolver, origin.host, origin.port, ssl_context
+        )
         if self._outbox is None:
             self._outbox = Outbox(loop)
+        if self._budget is None:
+            self._budget = ConnectionBudget(self._max_connections, loop)
         outbox = self._outbox
+        key = origin.key
         pool = HostPool(
             lambda timeout: connect(timeout, self._live, outbox),
             limit=self._per_host,
             idle_timeout=self._idle_timeout,
             loop=loop,
+            budget=self._budget,
+            on_unused=lambda unused: self._forget_pool(key, unused),
         )
-        self._pools[origin.key] = pool
+        self._pools[key] = pool
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         return pool
+
+    def _forget_pool(self, key: str, pool: HostPool) -> None:
+        if self._pools.get(key) is pool:
+            del self._pools[key]
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -429,9 +474,9 @@ class FastTransport:
         loop = asyncio.get_running_loop()
         now = loop.time()
         for key, pool in list(self._pools.items()):
-            pool.expire(now)
+            pool.expire(now)  # may forget the pool itself (HostPool's on_unused)
             if pool.unused:
-                del self._pools[key]  # memory must not grow with the number of hosts
+                self._forget_pool(key, pool)  # memory must not grow with the hosts seen
         if self._pools and not self._closed:
             self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
@@ -449,6 +494,8 @@ class FastTransport:
             conn.abort()
         if live:
             await _wait_all_closed(live)
+        if self._owns_resolver:
+            await self.resolver.aclose()
 
 
 def stale_may_retry(stale: StaleConnection, request: Request) -> bool:
