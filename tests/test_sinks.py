@@ -127,6 +127,16 @@ def read_jsonl(path: Path) -> list[Any]:
 # --- open_sink -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ["out.parquet", "out.jsonl.gz", "out.xlsx"])
+async def test_open_sink_refuses_an_extension_it_cannot_write(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="--output-format"):
+        open_sink(tmp_path / name)
+    assert not (tmp_path / name).exists()  # refused before anything was created
+    sink = open_sink(tmp_path / name, output_format="jsonl")  # said explicitly: written
+    assert isinstance(sink, JsonlSink)
+    await sink.aclose()
+
+
 @pytest.mark.parametrize(
     ("name", "sink_type"),
     [
@@ -328,7 +338,8 @@ async def test_disk_full_is_an_output_error(output_format: str) -> None:
         with pytest.raises(OutputError, match=r"/dev/full: No space left on device") as info:
             await sink.flush(durable=True)
         assert isinstance(info.value.__cause__, OSError)
-        with pytest.raises(OutputError, match="earlier write failed"):
+        # Later writes give the first failure's reason again, not a vaguer one.
+        with pytest.raises(OutputError, match="No space left on device"):
             await sink.write(sample_results())
     finally:
         await sink.aclose()  # the failure was reported once; closing still succeeds
@@ -412,7 +423,8 @@ async def test_csv_round_trips_flat_rows(tmp_path: Path, include_headers: bool) 
     header, *rows = read_csv(target)
     assert ("headers" in header) is include_headers
     assert header[:3] == ["id", "line", "method"]
-    assert header[-5:] == ["body", "body_b64", "path", "meta", "started_at"]
+    # wait_ms last: it came after the others, and earlier columns keep their places.
+    assert header[-6:] == ["body", "body_b64", "path", "meta", "started_at", "wait_ms"]
     expected = [expected_csv_row(result, include_headers=include_headers) for result in results]
     assert [dict(zip(header, row, strict=True)) for row in rows] == expected
     assert rows[0][header.index("body")] == 'héllo\n世界\r\nsecond "line", with comma'

@@ -304,7 +304,7 @@ class Result:
         return json.loads(self.content())
 
     def _no_body(self) -> Exception:
-        from .errors import BodyNotKept
+        from ._errors import BodyNotKept
 
         error = self.error
         if error is not None:

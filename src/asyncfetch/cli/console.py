@@ -38,4 +38,6 @@ class LazyConsole:
     def print(
         self, *objects: Any, markup: bool | None = None, highlight: bool | None = None
     ) -> None:
-        self.console.print(*objects, markup=markup, highlight=highlight)
+        # soft_wrap: a message stays one line however narrow the terminal (or the 80
+        # columns rich assumes for a file), so logs and grep see it whole.
+        self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=True)

@@ -41,7 +41,8 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     "-o",
     "--output",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Output file; .jsonl, .csv or .sqlite (default: JSONL on stdout).",
+    help="Output file: .jsonl/.ndjson/.json/.txt, .csv, .sqlite/.sqlite3/.db, or no extension"
+    " for JSONL (default: JSONL on stdout); another extension needs --output-format.",
 )
 @click.option(
     "--output-format",
@@ -65,6 +66,9 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
 )
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="Global requests per second."
+)
+@click.option(
+    "-A", "--user-agent", help="User-Agent header of every request (default asyncfetch/0.1)."
 )
 @click.option("-X", "--method", help="Method for URL lines (default GET, or POST with -d).")
 @click.option(
@@ -105,6 +109,12 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     help="Retries after the first attempt.",
 )
 @click.option(
+    "--retry-on",
+    "retry_on",
+    metavar="STATUSES",
+    help="Statuses that are retried, e.g. 429,500-599 (default: 429,500,502,503,504).",
+)
+@click.option(
     "--retry-non-idempotent",
     is_flag=True,
     help="Also retry POST/PATCH that may have reached the server.",
@@ -128,6 +138,14 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     "--save-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Save bodies as files here; records hold the path.",
+)
+@click.option(
+    "--save-names",
+    type=click.Choice(["id", "url"]),
+    default="id",
+    show_default=True,
+    help="Name saved bodies by request id (HOST/ID.EXT) or by the URL's path"
+    " (HOST/PATH/NAME, as curl -O and aria2).",
 )
 @click.option(
     "--max-body",
@@ -163,6 +181,13 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
     help="Write the summary as JSON here.",
 )
 @click.option("--fail-on-error", is_flag=True, help="Exit 1 when any request failed.")
+@click.option(
+    "--only",
+    type=click.Choice(["all", "ok", "failed"]),
+    default="all",
+    show_default=True,
+    help="Which records to write; the summary (and journal) count every request.",
+)
 @click.option(
     "--resume",
     is_flag=True,

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._errors import ConfigError, InputError, OutputError, QueueError, ResumeError
-from .._models import InvalidInput, Request, Response, RunStats
+from .._errors import (
+    ConfigError,
+    InputError,
+    OutputClosed,
+    OutputError,
+    QueueError,
+    ResumeError,
+)
+from .._models import InvalidInput, Request, Response, RunStats, request_id
 from .._settings import Settings
 from ..pipeline.executor import RequestExecutor, SaveBody
 from ..pipeline.runner import Runner
@@ -24,10 +31,19 @@ from ..queues.memory import MemoryQueue
 from ..report.progress import ProgressReporter, summary_dict, summary_lines
 from ..runtime.eventloop import run_coroutine
 from ..runtime.gc_tuning import fewer_collections
+from ..sinks import _resolve_format as resolve_output_format
 from ..sources.batching import Flattened
 from ..transport.factory import open_transport, resolve_engine
+from .advice import empty_run_line, interrupted_lines, limit_lines, output_lines
 from .console import LazyConsole, Printer
-from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .exit_codes import (
+    EXIT_CLOSED_PIPE,
+    EXIT_FAILURES,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from .job import FetchJob
 from .resume_wiring import open_store
 
@@ -54,12 +70,30 @@ def run_with_exit_codes(
     except (ConfigError, InputError, ResumeError) as error:
         console.print(f"asyncfetch: {error}", highlight=False, markup=False)
         return EXIT_USAGE
+    except OutputClosed:
+        # `| head` read what it wanted: end as a Unix filter does, without a word.
+        silence_stdout()
+        return EXIT_CLOSED_PIPE
     except (OutputError, QueueError) as error:
         hint = fatal_hint if isinstance(error, OutputError) else ""
         console.print(f"asyncfetch: fatal: {error}{hint}", highlight=False, markup=False)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is dropped
+    instead of failing once more (and loudly) when the process exits."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        return  # no descriptor behind stdout: nothing buffered at the OS level either
 
 
 def chain_inputs(job: FetchJob) -> Flattened[Request | InvalidInput]:
@@ -73,7 +107,10 @@ async def chain_input_batches(job: FetchJob) -> AsyncIterator[list[Request | Inv
 
     for path in job.inputs:
         batches = open_source_batches(
-            path, input_format=job.input_format, defaults=job.request_defaults()
+            path,
+            input_format=job.input_format,
+            defaults=job.request_defaults(),
+            refuse_binary=True,
         )
         async with aclosing(batches):
             async for batch in batches:
@@ -81,15 +118,24 @@ async def chain_input_batches(job: FetchJob) -> AsyncIterator[list[Request | Inv
 
 
 def _body_saver(settings: Settings) -> SaveBody | None:
+    """The body saver of ``--save-dir``; raises OutputError now if the directory cannot
+    take files, before the output is opened or any request is made."""
     if settings.body.save_dir is None:
         return None
     from ..sinks import BodyStore
 
-    store = BodyStore(settings.body.save_dir)
+    store = BodyStore(settings.body.save_dir, names=settings.body.save_names)
+    store.check_writable()
 
     async def save(request: Request, response: Response) -> str:
+        # A URL-named body takes the URL's path as it is only for a plain GET of the URL.
+        plain = (
+            request.body is None
+            and request.method == "GET"
+            and request.id == request_id("GET", request.url, None)
+        )
         return await store.save(
-            request.id, request.url, response.header("Content-Type"), response.body
+            request.id, request.url, response.header("Content-Type"), response.body, plain=plain
         )
 
     return save
@@ -108,10 +154,13 @@ async def _estimate_total(job: FetchJob, runner: Runner, already_done: int) -> N
 
 
 async def _fetch(job: FetchJob, console: LazyConsole) -> int:
+    # Every check that can fail comes before the output is opened or a request is made.
     settings = job.settings()
     job.request_defaults()  # validates -X and -H before anything starts
     engine = resolve_engine(job.engine, settings)
     check_inputs(job)
+    output_format = resolve_output_format(job.output, job.output_format)
+    save_body = _body_saver(settings)
     stats = StatsCollector()
     async with AsyncExitStack() as stack:
         wiring = await open_store(job, stack, stats, chain_input_batches(job), console)
@@ -124,7 +173,7 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
             transport,
             settings,
             rate_limiter=GcraRateMeter(rate) if rate else None,
-            save_body=_body_saver(settings),
+            save_body=save_body,
         )
         stack.push_async_callback(executor.aclose)
         runner = Runner(
@@ -136,15 +185,31 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
             raise input_error
         if not runner.stopping:
             await wiring.finished()
-    return _finish(job, runner, result, console, engine, wiring.extra, wiring.notes(result))
+    waits = executor.waits.as_dict()
+    extra = {
+        **wiring.extra,
+        "output": job.output or "-",
+        "output_format": output_format,
+        "limit_waits_s": {name: round(value, 3) for name, value in waits.items()},
+    }
+    notes = wiring.notes(result) + output_lines(job, output_format, result)
+    notes += limit_lines(job, waits, result)
+    if runner.stopping:
+        notes += interrupted_lines(job, wiring.journal is not None)
+    return _finish(job, runner, result, console, engine, extra, notes)
 
 
 def check_inputs(job: FetchJob) -> None:
+    """Refuse a missing input, or a binary file given by mistake, before anything runs."""
     from pathlib import Path
+
+    from ..sources.reader import check_not_binary
 
     for path in job.inputs:
         if path != "-" and not Path(path).exists():
             raise InputError(f"input file not found: {path}")
+        if path != "-":
+            check_not_binary(path)
 
 
 async def _run_with_signals(
@@ -218,7 +283,10 @@ def _finish(
                 f"cannot write summary {job.summary_json}: {error.strerror}"
             ) from error
     if not job.quiet:
-        for line in summary_lines(stats, extra) + (notes or []):
+        shown = (
+            [empty_run_line(stats)] if not stats.done else summary_lines(stats, {"engine": engine})
+        )
+        for line in shown + (notes or []):
             console.print(f"asyncfetch: {line}", highlight=False, markup=False)
     if runner.stopping:
         return EXIT_INTERRUPTED

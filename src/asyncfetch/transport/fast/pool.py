@@ -10,7 +10,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ..._errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
+from ..._errors import (
+    CertificateError,
+    ConnectError,
+    DNSError,
+    TimeoutError_,
+    TLSError,
+    caused_by,
+)
 from .connection import Connection, Outbox
 
 Connector = Callable[[float | None], Awaitable[Connection]]
@@ -215,7 +222,10 @@ async def open_connection(
         )
     except socket.gaierror as exc:
         raise caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
-    except ssl.SSLError as exc:  # includes certificate verification failures
+    except ssl.SSLCertVerificationError as exc:
+        failed = f"TLS handshake with {where} failed: {_ssl_reason(exc)}"
+        raise caused_by(CertificateError(failed), exc)
+    except ssl.SSLError as exc:
         raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
     except OSError as exc:
         raise caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
