@@ -7,7 +7,7 @@ LINTED := $(wildcard src tests benchmarks tools hatch_build.py)
 # NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
 NATIVE ?= 1
 
-.PHONY: demo test lint typecheck pytest bench clean native
+.PHONY: demo test lint typecheck pytest bench clean native systools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: native
+# System tools the CLI tests use as a user would: setpriv (util-linux) drops root for
+# unwritable paths; jq and sqlite3 run the commands the end-of-run summary prints.
+# Installed only when missing (a command -v check), so a second run installs nothing.
+systools:
+	@for tool in setpriv jq sqlite3; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && apt-get install -y -qq util-linux jq sqlite3 >/dev/null; \
+	fi
+
+pytest: native systools
 	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
