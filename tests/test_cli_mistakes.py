@@ -23,7 +23,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from .cli_helpers import cli_env, read_jsonl, run_cli
+from .cli_helpers import Completed, cli_env, read_jsonl, run_cli
 from .recording_server import RecordingServer
 
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
@@ -216,36 +216,12 @@ async def test_a_mistake_gets_one_clear_line(
         assert not (files.root / name).exists(), name
 
 
-@dataclass
-class Ran:
-    code: int
-    stdout: bytes
-    stderr: str
-
-
-async def run_as(args: list[str], *, as_nobody: bool, stdin: bytes | None) -> Ran:
+async def run_as(args: list[str], *, as_nobody: bool, stdin: bytes | None) -> Completed:
     if not as_nobody:
-        done = await run_cli(*args, stdin=stdin)
-        return Ran(done.code, done.stdout, done.stderr)
+        return await run_cli(*args, stdin=stdin)
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed; `make test` installs it")
-    import sys
-
-    process = await asyncio.create_subprocess_exec(
-        *NOBODY,
-        sys.executable,
-        "-m",
-        "asyncfetch",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**cli_env(), "PYTHONDONTWRITEBYTECODE": "1"},
-        cwd="/",
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 60)
-    assert process.returncode is not None
-    return Ran(process.returncode, stdout, stderr.decode())
+    return await run_cli(*args, stdin=stdin, prefix=NOBODY)
 
 
 def test_the_locked_directory_really_refuses_nobody(files: Files) -> None:
