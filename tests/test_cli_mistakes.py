@@ -305,3 +305,21 @@ async def test_a_certificate_failure_is_not_retried(
     assert record["error"]["kind"] == "tls"
     assert "certificate" in record["error"]["message"].lower()
     assert record["attempts"] == 1  # retrying cannot make the certificate valid
+
+
+async def test_a_body_that_cannot_be_saved_mid_run_is_fatal_not_internal(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    # The directory is writable (the start-up check passes), but where this host's
+    # bodies go there is a file: saving fails while the run goes.
+    (saved / f"127.0.0.1_{server.port}").write_text("in the way")
+    source = tmp_path / "urls.txt"
+    source.write_text(server.url("/ok") + "\n")
+    out = tmp_path / "out.jsonl"
+    done = await run_cli("fetch", str(source), "-o", str(out), "--save-dir", str(saved))
+    assert done.code == 3, done.stderr
+    assert "fatal: cannot save body to" in flat(done.stderr)
+    assert "Traceback" not in done.stderr
+    assert all(record["error"] is None for record in read_jsonl(out))  # no `internal`

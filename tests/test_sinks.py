@@ -21,6 +21,7 @@ from asyncfetch._errors import ConfigError, OutputError
 from asyncfetch._models import BodyField, ErrorInfo, Result, Timings
 from asyncfetch.sinks import BodyStore, CsvSink, JsonlSink, SqliteSink, open_sink
 from asyncfetch.sinks.bodies import guess_extension, safe_host, safe_stem
+from asyncfetch.sinks.sqlite import COLUMNS as SQLITE_COLUMNS
 
 DEV_FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
@@ -683,3 +684,21 @@ def test_stems_keep_safe_ids_readable() -> None:
     assert safe_stem("3f2a9c0d1e2b4a5c6d7e8f90") == "3f2a9c0d1e2b4a5c6d7e8f90"
     assert safe_stem("../../etc/passwd").startswith("_")
     assert "etc_passwd." in safe_stem("../../etc/passwd")
+
+
+async def test_sqlite_written_before_wait_ms_is_appended_to(tmp_path: Path) -> None:
+    # An output of an earlier version, resumed: its table lacks the wait_ms column.
+    target = tmp_path / "old.sqlite"
+    old_columns = [name for name in SQLITE_COLUMNS if name != "wait_ms"]
+    with sqlite3.connect(target) as db:
+        db.execute(f"CREATE TABLE results ({', '.join(old_columns)})")
+        db.execute("INSERT INTO results (id, ok) VALUES ('earlier', 1)")
+    db.close()
+    results = sample_results()
+    results[0].timings.wait_ms = 12.5
+    async with SqliteSink(target, append=True) as sink:
+        await sink.write(results[:1])
+    with sqlite3.connect(target) as db:
+        rows = dict(db.execute("SELECT id, wait_ms FROM results").fetchall())
+    db.close()
+    assert rows == {"earlier": None, "ok-text": 12.5}
