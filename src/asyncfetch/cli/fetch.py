@@ -210,7 +210,8 @@ def fetch_command(**options: object) -> None:
 
     Writes exactly one JSON record per input request; repeated request ids are fetched
     once (without --resume, among the last 50,000 ids). Exit codes: 0 done, 1 some
-    requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
+    requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted,
+    141 stdout's reader closed the pipe (quietly, as any Unix filter).
     """
     job = FetchJob.from_options(options)
     if not job.inputs:
