@@ -134,6 +134,13 @@ MISTAKES = [
         not_created=("out.parquet",),
     ),
     Mistake(
+        "output without an extension: JSONL, as documented",
+        lambda f: [str(f.urls), "-o", f.path("shared/out")],
+        0,
+        "shared/out (jsonl)",
+        sends=True,
+    ),
+    Mistake(
         "binary input file",
         lambda f: [str(f.binary), "-o", f.path("out.jsonl")],
         2,
