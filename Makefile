@@ -7,7 +7,7 @@ LINTED := $(wildcard src tests benchmarks tools hatch_build.py)
 # NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
 NATIVE ?= 1
 
-.PHONY: demo test lint typecheck pytest bench clean native mutation
+.PHONY: demo test lint typecheck pytest bench clean native mutation system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,13 +38,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-# The report's browser test opens pages in Debian's chromium (driven by playwright).
-CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	apt-get -o DPkg::Lock::Timeout=600 update -q
-	apt-get -o DPkg::Lock::Timeout=600 install -y -q chromium
+# Debian packages the tests use for real: chromium (the report's browser test, driven by
+# playwright), util-linux's setpriv (drops root for unwritable paths), jq and sqlite3 (the
+# commands the end-of-run summary prints), and the interop suite's nginx, lighttpd and
+# tinyproxy. Installed only when missing (dpkg -s), so a second run installs nothing.
+DEBIAN_TEST_PACKAGES := chromium util-linux jq sqlite3 nginx lighttpd tinyproxy
 
-pytest: native $(CHROMIUM)
+system-packages:
+	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get -o DPkg::Lock::Timeout=600 update -q && \
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q $$missing; \
+	fi
+
+pytest: native system-packages
 	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

@@ -25,8 +25,12 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-async def start_cli(*args: str, stdin: bytes | None = None) -> asyncio.subprocess.Process:
+async def start_cli(
+    *args: str, stdin: bytes | None = None, prefix: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """Start the CLI; ``prefix`` runs it through another command (``setpriv ...``)."""
     return await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "asyncfetch",
@@ -38,9 +42,11 @@ async def start_cli(*args: str, stdin: bytes | None = None) -> asyncio.subproces
     )
 
 
-async def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 60) -> Completed:
+async def run_cli(
+    *args: str, stdin: bytes | None = None, timeout: float = 60, prefix: tuple[str, ...] = ()
+) -> Completed:
     """Run the CLI to completion; the test's event loop keeps serving meanwhile."""
-    process = await start_cli(*args, stdin=stdin)
+    process = await start_cli(*args, stdin=stdin, prefix=prefix)
     stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
     assert process.returncode is not None
     return Completed(process.returncode, stdout, stderr.decode())

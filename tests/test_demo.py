@@ -20,7 +20,7 @@ from rich.console import Console
 
 from asyncfetch._errors import ConfigError
 from asyncfetch.demo import DemoReport, DemoServer, run_demo
-from asyncfetch.demo.messages import messages
+from asyncfetch.demo.messages import default_language, messages
 
 SCALE = 0.05
 BULK = 200
@@ -273,3 +273,37 @@ def test_cli_demo_ctrl_c_exits_130_without_traceback() -> None:
     assert process.returncode == 130
     assert "Interrupted" in out
     assert "Traceback" not in err
+
+
+# --- the user's language by default -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LANG": "ko_KR.UTF-8"}, "ko"),
+        ({"LANG": "en_US.UTF-8"}, "en"),
+        ({}, "en"),
+        ({"LC_ALL": "C", "LANG": "ko_KR.UTF-8"}, "en"),  # LC_ALL wins, as for any program
+        ({"LC_ALL": "", "LC_MESSAGES": "ko_KR", "LANG": "en_GB"}, "ko"),
+    ],
+)
+def test_default_language_follows_the_locale(environ: dict[str, str], expected: str) -> None:
+    assert default_language(environ) == expected
+
+
+@pytest.mark.parametrize(("lang", "title"), [("ko_KR.UTF-8", KO_TITLES[0]), ("C", EN_TITLES[0])])
+def test_cli_demo_speaks_the_locale_without_lang(lang: str, title: str) -> None:
+    env = {**_env(), "LANG": lang}
+    for name in ("LC_ALL", "LC_MESSAGES"):
+        env.pop(name, None)
+    done = subprocess.run(
+        _command("--scale", "0.02", "--bulk", "10"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert title in done.stdout

@@ -5,7 +5,8 @@ the retry rules say, and as many requests seen by the server; the body cap (deco
 by tracemalloc, for the endless body and the gzip bomb); that the Authorization header
 never leaks into a record or to another host. Deadlines show as the ``timeout`` kind, not
 as a time measured here (a busy machine would make that flaky); a hang is caught by the
-per-test timeout. The module prints a table of the cases, with the seconds each took.
+per-test timeout. The module writes a table of the cases to ``fault-matrix.txt`` in
+pytest's base temporary directory, and prints it with ``-v``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ ROWS: list[Row] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def print_case_table(request: pytest.FixtureRequest) -> Iterator[None]:
+def print_case_table(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     yield
     if not ROWS:
         return
@@ -84,9 +87,15 @@ def print_case_table(request: pytest.FixtureRequest) -> Iterator[None]:
     passed = sum(row.passed for row in ROWS)
     known = sum(row.known_bug and not row.passed for row in ROWS)
     lines.append(f"{passed}/{len(ROWS)} fault cases passed, {known} known bug(s)")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():  # the table is the point: show it with -q
-        print("\n\nFault matrix\n" + "\n".join(lines))
+    table = "Fault matrix\n" + "\n".join(lines) + "\n"
+    # Kept in a file, and shown with -v: between the progress dots of a quiet run it
+    # would bury the one line that matters (passed or not).
+    path = tmp_path_factory.getbasetemp() / "fault-matrix.txt"
+    path.write_text(table)
+    if request.config.get_verbosity() > 0:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n\n{table}(also in {path})")
 
 
 @pytest.fixture(scope="module")

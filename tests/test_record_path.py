@@ -88,6 +88,7 @@ def reference_record(result: Result) -> dict[str, Any]:
         "connect_ms": result.timings.connect_ms,
         "ttfb_ms": result.timings.ttfb_ms,
         "total_ms": result.timings.total_ms,
+        "wait_ms": result.timings.wait_ms,
     }
     record["bytes"] = result.bytes
     record["sha256"] = result.sha256
@@ -135,7 +136,9 @@ def make_result(result_id: str = "r1", **changes: Any) -> Result:
         "status": 200,
         "error": None,
         "attempts": 1,
-        "timings": Timings(queued_ms=0.003, connect_ms=0.412, ttfb_ms=1.873, total_ms=2.291),
+        "timings": Timings(
+            queued_ms=0.003, connect_ms=0.412, ttfb_ms=1.873, total_ms=2.291, wait_ms=0.25
+        ),
         "bytes": 12,
         "sha256": hashlib.sha256(b"hello world\n").hexdigest(),
         "content_type": "text/html; charset=utf-8",
@@ -473,6 +476,7 @@ def legacy_to_record(result: Result) -> dict[str, Any]:
             "connect_ms": result.timings.connect_ms,
             "ttfb_ms": result.timings.ttfb_ms,
             "total_ms": result.timings.total_ms,
+            "wait_ms": result.timings.wait_ms,
         },
         "bytes": result.bytes,
         "sha256": result.sha256,
@@ -525,6 +529,7 @@ def legacy_flat(record: dict[str, Any], *, include_headers: bool) -> list[Any]:
     meta = record.get("meta")
     row.append(None if meta is None else legacy_dumps(meta).decode("utf-8"))
     row.append(record.get("started_at"))
+    row.append(timings.get("wait_ms", 0.0))
     return row
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import sqlite3
 from pathlib import Path
@@ -41,6 +42,10 @@ async def test_sigint_then_resume_completes_exactly_once(
         await asyncio.sleep(0.05)
     _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130, stderr
+    # The exact command that resumes, not raw fields such as "journal_run: 1".
+    resume_command = "to fetch the rest, run: asyncfetch " + shlex.join(args)
+    assert resume_command in stderr.decode()
+    assert "journal_run" not in stderr.decode()
     assert_journal_consistent(out)
     first_part = len(journal_contents(out)[0])
     assert 0 < first_part < 200

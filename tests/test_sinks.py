@@ -21,6 +21,7 @@ from asyncfetch._errors import ConfigError, OutputError
 from asyncfetch._models import BodyField, ErrorInfo, Result, Timings
 from asyncfetch.sinks import BodyStore, CsvSink, JsonlSink, SqliteSink, open_sink
 from asyncfetch.sinks.bodies import guess_extension, safe_host, safe_stem
+from asyncfetch.sinks.sqlite import COLUMNS as SQLITE_COLUMNS
 
 DEV_FULL = Path("/dev/full")
 needs_dev_full = pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
@@ -125,6 +126,16 @@ def read_jsonl(path: Path) -> list[Any]:
 
 
 # --- open_sink -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.jsonl.gz", "out.xlsx"])
+async def test_open_sink_refuses_an_extension_it_cannot_write(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="--output-format"):
+        open_sink(tmp_path / name)
+    assert not (tmp_path / name).exists()  # refused before anything was created
+    sink = open_sink(tmp_path / name, output_format="jsonl")  # said explicitly: written
+    assert isinstance(sink, JsonlSink)
+    await sink.aclose()
 
 
 @pytest.mark.parametrize(
@@ -328,7 +339,8 @@ async def test_disk_full_is_an_output_error(output_format: str) -> None:
         with pytest.raises(OutputError, match=r"/dev/full: No space left on device") as info:
             await sink.flush(durable=True)
         assert isinstance(info.value.__cause__, OSError)
-        with pytest.raises(OutputError, match="earlier write failed"):
+        # Later writes give the first failure's reason again, not a vaguer one.
+        with pytest.raises(OutputError, match="No space left on device"):
             await sink.write(sample_results())
     finally:
         await sink.aclose()  # the failure was reported once; closing still succeeds
@@ -412,7 +424,8 @@ async def test_csv_round_trips_flat_rows(tmp_path: Path, include_headers: bool) 
     header, *rows = read_csv(target)
     assert ("headers" in header) is include_headers
     assert header[:3] == ["id", "line", "method"]
-    assert header[-5:] == ["body", "body_b64", "path", "meta", "started_at"]
+    # wait_ms last: it came after the others, and earlier columns keep their places.
+    assert header[-6:] == ["body", "body_b64", "path", "meta", "started_at", "wait_ms"]
     expected = [expected_csv_row(result, include_headers=include_headers) for result in results]
     assert [dict(zip(header, row, strict=True)) for row in rows] == expected
     assert rows[0][header.index("body")] == 'héllo\n世界\r\nsecond "line", with comma'
@@ -671,3 +684,21 @@ def test_stems_keep_safe_ids_readable() -> None:
     assert safe_stem("3f2a9c0d1e2b4a5c6d7e8f90") == "3f2a9c0d1e2b4a5c6d7e8f90"
     assert safe_stem("../../etc/passwd").startswith("_")
     assert "etc_passwd." in safe_stem("../../etc/passwd")
+
+
+async def test_sqlite_written_before_wait_ms_is_appended_to(tmp_path: Path) -> None:
+    # An output of an earlier version, resumed: its table lacks the wait_ms column.
+    target = tmp_path / "old.sqlite"
+    old_columns = [name for name in SQLITE_COLUMNS if name != "wait_ms"]
+    with sqlite3.connect(target) as db:
+        db.execute(f"CREATE TABLE results ({', '.join(old_columns)})")
+        db.execute("INSERT INTO results (id, ok) VALUES ('earlier', 1)")
+    db.close()
+    results = sample_results()
+    results[0].timings.wait_ms = 12.5
+    async with SqliteSink(target, append=True) as sink:
+        await sink.write(results[:1])
+    with sqlite3.connect(target) as db:
+        rows = dict(db.execute("SELECT id, wait_ms FROM results").fetchall())
+    db.close()
+    assert rows == {"earlier": None, "ok-text": 12.5}

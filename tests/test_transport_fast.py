@@ -644,10 +644,13 @@ async def test_body_shorter_than_content_length(
 async def test_body_longer_than_content_length(
     raw_server: RawServerFactory, transport: FastTransport
 ) -> None:
+    # The extra bytes come with the response: its framing is in dispute, so it is a
+    # protocol error (as aiohttp's parser has it), and the connection is not reused.
     response = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA BYTES"
     server = await raw_server(respond_with(response, then_close=False))
     for _ in range(2):
-        assert (await get(transport, server.url)).body == b"hello"
+        with pytest.raises(ProtocolError, match="more bytes than its Content-Length"):
+            await get(transport, server.url)
     assert len(server.stats.peers) == 2  # the desynced connection was not reused
 
 

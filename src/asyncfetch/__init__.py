@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._api import fetch_all as fetch_all
     from ._api import run as run
     from ._errors import AsyncfetchError as AsyncfetchError
+    from ._errors import BodyNotKept as BodyNotKept
     from ._errors import ConfigError as ConfigError
     from ._errors import ErrorKind as ErrorKind
     from ._errors import InputError as InputError
@@ -53,6 +54,7 @@ _LAZY = {
     "Timeouts": "._settings",
     "TransportOptions": "._settings",
     "AsyncfetchError": "._errors",
+    "BodyNotKept": "._errors",
     "ConfigError": "._errors",
     "ErrorKind": "._errors",
     "InputError": "._errors",
@@ -74,6 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncfetchError",
+    "BodyNotKept",
     "BodyPolicy",
     "ConfigError",
     "ErrorInfo",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import inspect
+import textwrap
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._models import InvalidInput, Request, Result, RunStats
 from ._settings import (
+    DEFAULT_USER_AGENT,
     BodyPolicy,
     Limits,
     RequestDefaults,
@@ -17,6 +21,7 @@ from ._settings import (
     Settings,
     Timeouts,
     TransportOptions,
+    parse_status_list,
 )
 from .concurrency import amap_unordered
 from .pipeline.executor import RequestExecutor
@@ -39,27 +44,73 @@ def make_settings(
     rate: float | None = None,
     timeouts: Timeouts | float | None = None,
     retries: int | RetryPolicy = 3,
+    retry_on: str | Iterable[int] | None = None,
     body: str | BodyPolicy = "auto",
     max_redirects: int = 10,
     insecure: bool = False,
     cacert: str | Path | None = None,
     proxy: str | None = None,
+    user_agent: str = DEFAULT_USER_AGENT,
 ) -> Settings:
-    """Settings from the keyword options the library functions accept."""
+    """Settings from the keyword options the library functions accept.
+
+    ``retry_on`` is the statuses that are retried (``"429,500-599"`` or a set of ints;
+    default 429, 500, 502, 503, 504); ``timeouts`` a Timeouts or the total seconds.
+    """
     if isinstance(timeouts, int | float):
         timeouts = Timeouts(total=float(timeouts))
     return Settings(
         limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate),
         timeouts=timeouts or Timeouts(),
-        retry=retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries),
+        retry=_retry_policy(retries, retry_on),
         body=body if isinstance(body, BodyPolicy) else BodyPolicy(mode=body),
         transport=TransportOptions(
             max_redirects=max_redirects,
             insecure=insecure,
             cacert=Path(cacert) if cacert is not None else None,
             proxy=proxy,
+            user_agent=user_agent,
         ),
     )
+
+
+def _retry_policy(retries: int | RetryPolicy, retry_on: str | Iterable[int] | None) -> RetryPolicy:
+    if isinstance(retries, RetryPolicy):
+        if retry_on is not None:
+            raise ConfigError("give retry_on inside the RetryPolicy (statuses=...), not both")
+        return retries
+    if retry_on is None:
+        return RetryPolicy(retries=retries)
+    statuses = parse_status_list(retry_on) if isinstance(retry_on, str) else frozenset(retry_on)
+    return RetryPolicy(retries=retries, statuses=statuses)
+
+
+# The keyword options of Fetcher, fetch_all and run: make_settings' own, listed once.
+_SETTING_PARAMETERS = tuple(inspect.signature(make_settings).parameters.values())
+SETTING_NAMES = tuple(parameter.name for parameter in _SETTING_PARAMETERS)
+
+
+def check_option_names(options: Mapping[str, Any]) -> None:
+    """Raise ConfigError for an unknown keyword option, naming the close matches."""
+    for name in options:
+        if name in SETTING_NAMES:
+            continue
+        close = difflib.get_close_matches(name, (*SETTING_NAMES, "engine", "headers", "settings"))
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown option {name!r}{hint} (options: {', '.join(SETTING_NAMES)})")
+
+
+def _options_help() -> str:
+    """The keyword options as help(Fetcher) shows them: name, type and default."""
+    lines = ["Keyword options (also accepted by fetch_all and run):", ""]
+    for parameter in _SETTING_PARAMETERS:
+        lines.append(f"    {parameter.name}: {parameter.annotation} = {parameter.default!r}")
+    lines += [
+        "    engine: str = 'auto'            ('aiohttp', 'fast' or 'auto')",
+        "    headers: Mapping[str, str] | None = None   (added to every request)",
+        "    settings: Settings | None = None   (instead of the options above)",
+    ]
+    return "\n".join(lines)
 
 
 class Fetcher:
@@ -81,6 +132,7 @@ class Fetcher:
         settings: Settings | None = None,
         **options: Any,
     ) -> None:
+        check_option_names(options)
         if settings is not None and options:
             raise ConfigError("pass either settings= or keyword options, not both")
         self.settings = settings or make_settings(**options)
@@ -158,6 +210,16 @@ class Fetcher:
                 await asyncio.gather(task, return_exceptions=True)
             await queue.aclose()
             self.last_stats = runner.stats.snapshot()
+
+
+# Indented as the docstring's own lines are, so help() shows one even block.
+Fetcher.__doc__ = f"{Fetcher.__doc__}\n{textwrap.indent(_options_help(), '    ')}\n"
+Fetcher.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        *list(inspect.signature(Fetcher.__init__).parameters.values())[:-1],
+        *_SETTING_PARAMETERS,
+    ]
+)
 
 
 async def _run_then_close(runner: Runner, store: ChannelStore) -> None:

@@ -4,10 +4,13 @@
     ├── ConfigError         invalid settings or options (CLI exit 2)
     ├── InputError          one bad input line; becomes an ``invalid_input`` record
     ├── OutputError         results cannot be written (CLI exit 3)
+    │   └── OutputClosed    the reader closed the pipe (CLI exit 141, quietly)
+    ├── BodyNotKept         Result.text()/json() on a result without a body (also a ValueError)
     ├── ResumeError         a journal that does not match the run being resumed (CLI exit 2)
     ├── QueueError          the shared work queue failed (CLI exit 3)
     └── TransportError      one attempt of one request failed; carries an ErrorKind
         ├── DNSError, ConnectError, TLSError          never reached the server
+        │   └── CertificateError (a TLSError)         the certificate failed verification
         ├── TimeoutError_, ReadError, ProtocolError   may have reached the server
         ├── TooLargeError                             body over the configured cap
         ├── RedirectError                             loop, limit or unsafe target
@@ -60,6 +63,16 @@ class OutputError(AsyncfetchError):
     """Results cannot be written (disk full, permission denied, closed pipe...)."""
 
 
+class OutputClosed(OutputError):
+    """The reader of the output went away (``| head`` read enough): not a failure of the
+    run's own, so the CLI ends quietly, as a Unix filter does on a closed pipe."""
+
+
+class BodyNotKept(AsyncfetchError, ValueError):
+    """``Result.text()``/``json()``/``content()`` on a result that holds no body: the
+    request failed, or the body policy kept none (``body="none"``)."""
+
+
 class ResumeError(AsyncfetchError):
     """The journal on disk does not belong to the run being resumed."""
 
@@ -73,6 +86,8 @@ class TransportError(AsyncfetchError):
 
     kind: ErrorKind = ErrorKind.INTERNAL
     may_have_been_sent: bool = True
+    # True where no retry can succeed (the same request meets the same refusal).
+    permanent: bool = False
 
     def __init__(self, message: str, *, may_have_been_sent: bool | None = None) -> None:
         super().__init__(message)
@@ -94,6 +109,13 @@ class ConnectError(TransportError):
 class TLSError(TransportError):
     kind = ErrorKind.TLS
     may_have_been_sent = False
+
+
+class CertificateError(TLSError):
+    """The server's certificate failed verification: every retry would fail the same
+    way (curl does not retry it either), so it is never retried."""
+
+    permanent = True
 
 
 class TimeoutError_(TransportError):

@@ -6,6 +6,7 @@ every layer can use it.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,10 +160,16 @@ class Response:
 
 @dataclass(slots=True, init=False)
 class Timings:
+    """Milliseconds. ``total_ms`` is the request's own time, from its first attempt to its
+    result (backoff between attempts included); ``wait_ms``, the time its attempts waited
+    for a slot of the run's limits (per host, concurrency, rate), is not part of it.
+    ``queued_ms`` is the time in the input queue before any of that."""
+
     queued_ms: float = 0.0
     connect_ms: float | None = None
     ttfb_ms: float | None = None
     total_ms: float = 0.0
+    wait_ms: float = 0.0
 
     def __init__(
         self,
@@ -170,11 +177,13 @@ class Timings:
         connect_ms: float | None = None,
         ttfb_ms: float | None = None,
         total_ms: float = 0.0,
+        wait_ms: float = 0.0,
     ) -> None:
         self.queued_ms = queued_ms
         self.connect_ms = connect_ms
         self.ttfb_ms = ttfb_ms
         self.total_ms = total_ms
+        self.wait_ms = wait_ms
 
 
 # ErrorInfo and BodyField are built for records too (every failure, every kept body), so
@@ -264,6 +273,49 @@ class Result:
     def ok(self) -> bool:
         return self.error is None and self.status is not None and self.status < 400
 
+    def content(self) -> builtins.bytes:  # ``bytes`` is a field's name in here
+        """The body as bytes, as the body policy kept it: text, base64, or a saved file
+        (read from disk). Raises :class:`~asyncfetch.errors.BodyNotKept` when the result
+        holds no body (the request failed, or ``body="none"``)."""
+        body = self.body
+        if body is None:
+            raise self._no_body()
+        if body.key == "body_b64":
+            import base64
+
+            return base64.b64decode(body.value)
+        if body.key == "path":
+            with open(body.value, "rb") as saved:
+                return saved.read()
+        return body.value.encode("utf-8", "surrogateescape")
+
+    def text(self) -> str:
+        """The body as text: as kept for a text body, else decoded with the charset of
+        its Content-Type (UTF-8 when none), undecodable bytes replaced."""
+        body = self.body
+        if body is not None and body.key == "body":
+            return body.value
+        return self.content().decode(_charset(self.content_type), "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (``ValueError`` if it is not JSON)."""
+        import json
+
+        return json.loads(self.content())
+
+    def _no_body(self) -> Exception:
+        from ._errors import BodyNotKept
+
+        error = self.error
+        if error is not None:
+            return BodyNotKept(
+                f"{self.url} failed ({error.kind}: {error.message}): there is no body"
+            )
+        return BodyNotKept(
+            f"the body of {self.url} was not kept: the body policy was 'none';"
+            " use body='auto' (or 'text', 'base64', or save_dir=...) to keep it"
+        )
+
     def to_record(self) -> dict[str, Any]:
         """The record as a dict in the stable key order of schema v1."""
         # One dict display instead of a dict grown key by key, and ``ok`` computed inline:
@@ -286,6 +338,7 @@ class Result:
                 "connect_ms": timings.connect_ms,
                 "ttfb_ms": timings.ttfb_ms,
                 "total_ms": timings.total_ms,
+                "wait_ms": timings.wait_ms,
             },
             "bytes": self.bytes,
             "sha256": self.sha256,
@@ -299,6 +352,21 @@ class Result:
         record["meta"] = self.meta
         record["started_at"] = self.started_at
         return record
+
+
+def _charset(content_type: str | None) -> str:
+    """The charset parameter of a Content-Type, if Python knows it; else UTF-8."""
+    import codecs
+
+    for parameter in (content_type or "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"')
+            try:
+                return codecs.lookup(charset).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 RECORD_FIELDS = (

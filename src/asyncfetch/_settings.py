@@ -13,6 +13,10 @@ DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Distributed mode: how long a silent (dead) worker keeps its requests. Live workers renew
 # theirs every quarter of it, so it need not cover a slow request: short means fast failover.
 DEFAULT_LEASE_S = 12.0
+# --only: which records reach the output (the journal and the summary count them all).
+ONLY_CHOICES = ("all", "ok", "failed")
+SAVE_NAMES = ("id", "url")
+DEFAULT_USER_AGENT = "asyncfetch/0.1"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -65,6 +69,10 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         _require(self.retries >= 0, "retries must be 0 or more")
+        _require(
+            all(100 <= status <= 999 for status in self.statuses),
+            "retry statuses must be HTTP status codes (100-999), e.g. {429, 503}",
+        )
         _require(self.backoff_base >= 0, "backoff_base must be >= 0 seconds")
         _require(self.backoff_cap >= self.backoff_base, "backoff_cap must be >= backoff_base")
         _require(self.retry_after_cap >= 0, "retry_after_cap must be >= 0 seconds")
@@ -82,9 +90,15 @@ class BodyPolicy:
     max_body: int = 10 * 1024 * 1024
     save_dir: Path | None = None
     include_headers: bool = False
+    # How saved bodies are named: "id" (<host>/<id><ext>) or "url" (the URL's path).
+    save_names: str = "id"
 
     def __post_init__(self) -> None:
         _require(self.mode in BODY_MODES, f"body mode must be one of {', '.join(BODY_MODES)}")
+        _require(
+            self.save_names in SAVE_NAMES,
+            f"save_names must be one of {', '.join(SAVE_NAMES)}",
+        )
         _require(self.max_body >= 0, "max_body must be >= 0 bytes")
 
 
@@ -96,7 +110,7 @@ class TransportOptions:
     insecure: bool = False
     cacert: Path | None = None
     proxy: str | None = None
-    user_agent: str = "asyncfetch/0.1"
+    user_agent: str = DEFAULT_USER_AGENT
     # curl's --resolve: (host, port, address) entries that skip DNS for that host and port.
     resolve: tuple[tuple[str, int, str], ...] = ()
     # DNS servers ("ADDR" or "ADDR:PORT", IPv6 as "[ADDR]:PORT"); empty: the system's.
@@ -104,6 +118,8 @@ class TransportOptions:
 
     def __post_init__(self) -> None:
         _require(self.max_redirects >= 0, "max_redirects must be >= 0 (0 = do not follow)")
+        if self.cacert is not None:
+            check_ca_file(self.cacert)
         for host, port, address in self.resolve:
             _require(
                 bool(host) and 0 < port < 65536 and is_ip_address(address),
@@ -117,8 +133,10 @@ class TransportOptions:
                 " :PORT (e.g. 127.0.0.1:5353 or [::1]:5353)",
             )
         _require(
-            self.cacert is None or self.cacert.is_file(),
-            f"cacert file not found: {self.cacert}",
+            bool(self.user_agent.strip())
+            and "\r" not in self.user_agent
+            and "\n" not in self.user_agent,
+            "user_agent must be one non-empty line, e.g. 'mybot/1.0 (+https://example.com)'",
         )
         _require(
             self.proxy is None or self.proxy.startswith(("http://", "https://")),
@@ -145,6 +163,46 @@ def _valid_server(server: str) -> bool:
         address, port = server, None
     port_ok = port is None or (port.isdigit() and 0 < int(port) < 65536)
     return port_ok and is_ip_address(address)
+
+
+def check_ca_file(path: Path) -> None:
+    """Raise ConfigError unless ``path`` is a file of PEM CA certificates.
+
+    Both engines load it into an SSLContext the same way; loading it here, once, turns a
+    wrong file into one message at start-up instead of a failure per https request.
+    """
+    import ssl  # only a run given a CA file pays for it
+
+    _require(path.is_file(), f"cacert file not found: {path}")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except ssl.SSLError as error:
+        reason = error.reason or error.strerror or str(error)
+        raise ConfigError(
+            f"cacert {path} is not a PEM file of CA certificates"
+            f" ({str(reason).lower().replace('_', ' ')})"
+        ) from error
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read cacert {path}: {error}") from error
+
+
+def parse_status_list(text: str) -> frozenset[int]:
+    """``"429,500-599"`` → the set of those statuses (as ``--retry-on`` takes them)."""
+    statuses: set[int] = set()
+    for part in (piece.strip() for piece in text.split(",")):
+        low, dash, high = part.partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise ConfigError(
+                f"retry-on: {part!r} is not a status or a range; e.g. 429,500-599"
+            ) from None
+        _require(
+            100 <= first <= last <= 999,
+            f"retry-on: {part!r} must be statuses between 100 and 999, low-high",
+        )
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -46,4 +46,7 @@ class LazyConsole:
         highlight: bool | None = None,
         soft_wrap: bool | None = None,
     ) -> None:
-        self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=soft_wrap)
+        # soft_wrap: a message stays one line however narrow the terminal (or the 80
+        # columns rich assumes for a file), so logs and grep see it whole.
+        wrap = True if soft_wrap is None else soft_wrap
+        self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=wrap)

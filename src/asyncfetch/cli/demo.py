@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .._errors import AsyncfetchError, ConfigError
-from ..demo.messages import LANGUAGES, messages
+from ..demo.messages import LANGUAGES, default_language, messages
 from ..demo.options import DEFAULT_BULK, DEFAULT_BULK_CONCURRENCY, MAX_SCALE
 from .exit_codes import EXIT_FATAL, EXIT_INTERRUPTED
 
@@ -14,8 +16,8 @@ from .exit_codes import EXIT_FATAL, EXIT_INTERRUPTED
 @click.option(
     "--lang",
     type=click.Choice(LANGUAGES),
-    default="ko",
-    show_default=True,
+    default=lambda: default_language(os.environ),
+    show_default="Korean where the locale is Korean (LC_ALL, LC_MESSAGES, LANG), else English",
     help="Language of the output: the tutorial's Korean, or English.",
 )
 @click.option(

@@ -50,7 +50,8 @@ def _resolve(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Output file; .jsonl, .csv or .sqlite (default: JSONL on stdout).",
+    help="Output file: .jsonl/.ndjson/.json/.txt, .csv, .sqlite/.sqlite3/.db, or no extension"
+    " for JSONL (default: JSONL on stdout); another extension needs --output-format.",
 )
 @click.option(
     "--output-format",
@@ -74,6 +75,9 @@ def _resolve(
 )
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="Global requests per second."
+)
+@click.option(
+    "-A", "--user-agent", help="User-Agent header of every request (default asyncfetch/0.1)."
 )
 @click.option("-X", "--method", help="Method for URL lines (default GET, or POST with -d).")
 @click.option(
@@ -114,6 +118,12 @@ def _resolve(
     help="Retries after the first attempt.",
 )
 @click.option(
+    "--retry-on",
+    "retry_on",
+    metavar="STATUSES",
+    help="Statuses that are retried, e.g. 429,500-599 (default: 429,500,502,503,504).",
+)
+@click.option(
     "--retry-non-idempotent",
     is_flag=True,
     help="Also retry POST/PATCH that may have reached the server.",
@@ -137,6 +147,14 @@ def _resolve(
     "--save-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Save bodies as files here; records hold the path.",
+)
+@click.option(
+    "--save-names",
+    type=click.Choice(["id", "url"]),
+    default="id",
+    show_default=True,
+    help="Name saved bodies by request id (HOST/ID.EXT) or by the URL's path"
+    " (HOST/PATH/NAME, as curl -O and aria2).",
 )
 @click.option(
     "--max-body",
@@ -187,6 +205,13 @@ def _resolve(
 )
 @click.option("--fail-on-error", is_flag=True, help="Exit 1 when any request failed.")
 @click.option(
+    "--only",
+    type=click.Choice(["all", "ok", "failed"]),
+    default="all",
+    show_default=True,
+    help="Which records to write; the summary (and journal) count every request.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Keep a journal next to -o FILE; run the same command again to fetch only what"
@@ -224,7 +249,8 @@ def fetch_command(**options: object) -> None:
 
     Writes exactly one JSON record per input request; repeated request ids are fetched
     once (without --resume, among the last 50,000 ids). Exit codes: 0 done, 1 some
-    requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted.
+    requests failed (with --fail-on-error), 2 usage error, 3 fatal error, 130 interrupted,
+    141 stdout's reader closed the pipe (quietly, as any Unix filter).
     """
     job = FetchJob.from_options(options)
     if not job.inputs:

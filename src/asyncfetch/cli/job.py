@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._settings import (
+    DEFAULT_RETRY_STATUSES,
+    DEFAULT_USER_AGENT,
     BodyPolicy,
     Limits,
     RequestDefaults,
@@ -14,6 +16,7 @@ from .._settings import (
     Timeouts,
     TransportOptions,
     is_ip_address,
+    parse_status_list,
 )
 
 
@@ -78,6 +81,10 @@ class FetchJob(NamedTuple):
     metrics_host: str = "127.0.0.1"
     resolve: tuple[tuple[str, int, str], ...] = ()
     dns_servers: tuple[str, ...] = ()
+    user_agent: str | None = None
+    retry_on: str | None = None
+    only: str = "all"
+    save_names: str = "id"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
@@ -102,13 +109,20 @@ class FetchJob(NamedTuple):
                 total=self.timeout, connect=self.connect_timeout, read=self.read_timeout
             ),
             retry=RetryPolicy(
-                retries=self.retries, retry_non_idempotent=self.retry_non_idempotent
+                retries=self.retries,
+                retry_non_idempotent=self.retry_non_idempotent,
+                statuses=(
+                    DEFAULT_RETRY_STATUSES
+                    if self.retry_on is None
+                    else parse_status_list(self.retry_on)
+                ),
             ),
             body=BodyPolicy(
                 mode=self.body_mode,
                 max_body=self.max_body,
                 save_dir=self.save_dir,
                 include_headers=self.include_headers,
+                save_names=self.save_names,
             ),
             transport=TransportOptions(
                 max_redirects=self.max_redirects,
@@ -117,6 +131,7 @@ class FetchJob(NamedTuple):
                 proxy=self.proxy,
                 resolve=self.resolve,
                 dns_servers=self.dns_servers,
+                user_agent=self.user_agent or DEFAULT_USER_AGENT,
             ),
         )
 
@@ -143,6 +158,10 @@ class FetchJob(NamedTuple):
             "max_body": self.max_body,
             "max_redirects": self.max_redirects,
             "save_dir": None if self.save_dir is None else str(self.save_dir.resolve()),
+            # Stored only when not the default: journals of earlier versions still match.
+            "user_agent": self.user_agent,
+            "only": None if self.only == "all" else self.only,
+            "save_names": None if self.save_names == "id" else self.save_names,
         }
 
     @property

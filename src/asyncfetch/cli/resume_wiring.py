@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigError, ResumeError
 from .._models import Item, RunStats
 from ..pipeline.stats import StatsCollector
-from ..pipeline.stores import JournaledStore, SinkStore
+from ..pipeline.stores import JournaledStore, SinkStore, keep_only
 from ..queues.base import ResultStore
 from ..resume.filters import drop_repeat_batches, skip_done_batches
 from ..resume.location import journal_path
@@ -87,9 +87,10 @@ async def open_store(
     if job.resume:
         return await _open_journaled(job, stack, stats, batches, console)
     _refuse_journaled_output(job)
-    store = SinkStore(
-        open_sink(job.output, output_format=job.output_format, include_headers=job.include_headers)
+    sink = open_sink(
+        job.output, output_format=job.output_format, include_headers=job.include_headers
     )
+    store = SinkStore(sink, keep=keep_only(job.only))
     stack.push_async_callback(store.aclose)
     return StoreWiring(store, drop_repeat_batches(batches, stats))
 
@@ -129,7 +130,9 @@ async def _open_journaled(
     )
     length = (lambda: sink.position) if isinstance(sink, JsonlSink | CsvSink) else None
     in_flight: set[str] = set()
-    store = JournaledStore(sink, journal, in_flight, output_length=length)
+    store = JournaledStore(
+        sink, journal, in_flight, output_length=length, keep=keep_only(job.only)
+    )
     stack.push_async_callback(store.aclose)
     # The output may be new: make its directory entry as durable as its contents.
     await journal.call(lambda _db: fsync_directory(output.parent))

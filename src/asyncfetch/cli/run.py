@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .._errors import ConfigError, InputError, OutputError, QueueError, ResumeError
-from .._models import InvalidInput, Request, Response, RunStats
+from .._errors import (
+    ConfigError,
+    InputError,
+    OutputClosed,
+    OutputError,
+    QueueError,
+    ResumeError,
+)
+from .._models import InvalidInput, Request, Response, RunStats, request_id
 from .._settings import Settings
 from ..pipeline.executor import RequestExecutor, SaveBody
 from ..pipeline.runner import Runner
@@ -31,10 +38,19 @@ from ..report.progress import (
 )
 from ..runtime.eventloop import run_coroutine
 from ..runtime.gc_tuning import fewer_collections
+from ..sinks import _resolve_format as resolve_output_format
 from ..sources.batching import Flattened
 from ..transport.factory import open_transport, resolve_engine
+from .advice import empty_run_line, interrupted_lines, limit_lines, output_lines
 from .console import LazyConsole, Printer
-from .exit_codes import EXIT_FAILURES, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .exit_codes import (
+    EXIT_CLOSED_PIPE,
+    EXIT_FAILURES,
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from .job import FetchJob
 from .resume_wiring import open_store
 
@@ -63,12 +79,30 @@ def run_with_exit_codes(
     except (ConfigError, InputError, ResumeError) as error:
         console.print(f"asyncfetch: {error}", highlight=False, markup=False)
         return EXIT_USAGE
+    except OutputClosed:
+        # `| head` read what it wanted: end as a Unix filter does, without a word.
+        silence_stdout()
+        return EXIT_CLOSED_PIPE
     except (OutputError, QueueError) as error:
         hint = fatal_hint if isinstance(error, OutputError) else ""
         console.print(f"asyncfetch: fatal: {error}{hint}", highlight=False, markup=False)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is dropped
+    instead of failing once more (and loudly) when the process exits."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        return  # no descriptor behind stdout: nothing buffered at the OS level either
 
 
 def chain_inputs(job: FetchJob) -> Flattened[Request | InvalidInput]:
@@ -82,7 +116,10 @@ async def chain_input_batches(job: FetchJob) -> AsyncIterator[list[Request | Inv
 
     for path in job.inputs:
         batches = open_source_batches(
-            path, input_format=job.input_format, defaults=job.request_defaults()
+            path,
+            input_format=job.input_format,
+            defaults=job.request_defaults(),
+            refuse_binary=True,
         )
         async with aclosing(batches):
             async for batch in batches:
@@ -90,15 +127,24 @@ async def chain_input_batches(job: FetchJob) -> AsyncIterator[list[Request | Inv
 
 
 def _body_saver(settings: Settings) -> SaveBody | None:
+    """The body saver of ``--save-dir``; raises OutputError now if the directory cannot
+    take files, before the output is opened or any request is made."""
     if settings.body.save_dir is None:
         return None
     from ..sinks import BodyStore
 
-    store = BodyStore(settings.body.save_dir)
+    store = BodyStore(settings.body.save_dir, names=settings.body.save_names)
+    store.check_writable()
 
     async def save(request: Request, response: Response) -> str:
+        # A URL-named body takes the URL's path as it is only for a plain GET of the URL.
+        plain = (
+            request.body is None
+            and request.method == "GET"
+            and request.id == request_id("GET", request.url, None)
+        )
         return await store.save(
-            request.id, request.url, response.header("Content-Type"), response.body
+            request.id, request.url, response.header("Content-Type"), response.body, plain=plain
         )
 
     return save
@@ -117,10 +163,13 @@ async def _estimate_total(job: FetchJob, runner: Runner, already_done: int) -> N
 
 
 async def _fetch(job: FetchJob, console: LazyConsole) -> int:
+    # Every check that can fail comes before the output is opened or a request is made.
     settings = job.settings()
     job.request_defaults()  # validates -X and -H before anything starts
     engine = resolve_engine(job.engine, settings)
     check_inputs(job)
+    output_format = resolve_output_format(job.output, job.output_format)
+    save_body = _body_saver(settings)
     stats = StatsCollector()
     watch = open_watch(job)
     async with AsyncExitStack() as stack:
@@ -134,7 +183,7 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
             transport,
             settings,
             rate_limiter=GcraRateMeter(rate) if rate else None,
-            save_body=_body_saver(settings),
+            save_body=save_body,
         )
         stack.push_async_callback(executor.aclose)
         runner = Runner(
@@ -153,8 +202,21 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
             raise input_error
         if not runner.stopping:
             await wiring.finished()
-    extra = {**wiring.extra, **write_run_report(job, watch, wiring.already_done)}
-    return _finish(job, runner, result, console, engine, extra, wiring.notes(result), watch)
+    waits = executor.waits.as_dict()
+    extra = {
+        **wiring.extra,
+        **write_run_report(job, watch, wiring.already_done),
+        "output": job.output or "-",
+        "output_format": output_format,
+        "limit_waits_s": {name: round(value, 3) for name, value in waits.items()},
+    }
+    notes = wiring.notes(result) + output_lines(job, output_format, result)
+    notes += limit_lines(job, waits, result)
+    if "report" in extra:
+        notes.append(f"report: {extra['report']}")
+    if runner.stopping:
+        notes += interrupted_lines(job, wiring.journal is not None)
+    return _finish(job, runner, result, console, engine, extra, notes, watch)
 
 
 def open_watch(job: FetchJob) -> RunWatch | None:
@@ -197,11 +259,16 @@ def write_run_report(job: FetchJob, watch: RunWatch | None, already_done: int) -
 
 
 def check_inputs(job: FetchJob) -> None:
+    """Refuse a missing input, or a binary file given by mistake, before anything runs."""
     from pathlib import Path
+
+    from ..sources.reader import check_not_binary
 
     for path in job.inputs:
         if path != "-" and not Path(path).exists():
             raise InputError(f"input file not found: {path}")
+        if path != "-":
+            check_not_binary(path)
 
 
 async def _run_with_signals(
@@ -278,7 +345,11 @@ def _finish(
                 f"cannot write summary {job.summary_json}: {error.strerror}"
             ) from error
     if not job.quiet:
-        for line in summary_lines(stats, extra) + host_lines(busiest, slowest) + (notes or []):
+        shown = (
+            [empty_run_line(stats)] if not stats.done else summary_lines(stats, {"engine": engine})
+        )
+        hosts = host_lines(busiest, slowest) if stats.done else []
+        for line in shown + hosts + (notes or []):
             # Not wrapped: a table row cut at 80 columns (stderr on a pipe) reads badly.
             console.print(f"asyncfetch: {line}", highlight=False, markup=False, soft_wrap=True)
     if runner.stopping:

@@ -13,6 +13,21 @@ from dataclasses import dataclass
 from .._errors import ConfigError
 
 LANGUAGES = ("ko", "en")
+# The locale variables in the order POSIX consults them for messages.
+_LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG")
+
+
+def default_language(environ: Mapping[str, str]) -> str:
+    """The user's language: Korean where the locale says so (``ko_KR.UTF-8``), else English.
+
+    The first locale variable that is set and not empty decides, as for any program.
+    """
+    for name in _LOCALE_VARIABLES:
+        value = environ.get(name, "")
+        if value:
+            return "ko" if value.lower().startswith("ko") else "en"
+    return "en"
+
 
 _KO: dict[str, str] = {
     "intro": "asyncfetch 데모: 로컬 테스트 서버 {url} 에 실제 HTTP 요청을 보냅니다 "

@@ -15,7 +15,7 @@ from .._models import Request, Response, Result, Timings
 from .._settings import Settings
 from ..policy.deadlines import DeadlineWatch, overdue_error
 from ..policy.hosts import host_of
-from ..policy.limits import PerHostLimiter, RateLimiter, Slots
+from ..policy.limits import LimitWaits, PerHostLimiter, RateLimiter, Slots
 from ..policy.records import failure_result, success_result, utc_now_iso
 from ..policy.redact import CREDENTIAL_HEADERS, redact_text
 from ..policy.retry import RetryDecision, decide_after_error, decide_after_response
@@ -26,6 +26,7 @@ SaveBody = Callable[[Request, Response], Awaitable[str]]
 Outcome = Response | TransportError
 # Bound once: compiled, ``time.perf_counter`` is a module attribute lookup on every call.
 _perf_counter: Final = time.perf_counter
+perf_counter: Final = _perf_counter  # the clock of Clock.started, for the fast lane
 
 
 @dataclass(slots=True, init=False)
@@ -35,12 +36,16 @@ class Clock:
     started: float  # perf_counter
     started_at: str  # wall clock, ISO 8601
     queued_ms: float
+    wait_ms: float = 0.0  # waiting for limit slots, over all attempts: not the request's time
 
     # Written out for the reason given in _models.py: compiled, it is native code.
-    def __init__(self, started: float, started_at: str, queued_ms: float) -> None:
+    def __init__(
+        self, started: float, started_at: str, queued_ms: float, wait_ms: float = 0.0
+    ) -> None:
         self.started = started
         self.started_at = started_at
         self.queued_ms = queued_ms
+        self.wait_ms = wait_ms
 
     @classmethod
     def start(cls, enqueued_at: float | None) -> Clock:
@@ -71,6 +76,7 @@ class RequestExecutor:
         self._transport = transport
         self._settings = settings
         self._per_host = PerHostLimiter(settings.limits.per_host)
+        self.waits = LimitWaits()
         self._global = Slots(_usable_concurrency(transport, settings.limits.concurrency))
         self._deadlines = DeadlineWatch()
         self._rate = rate_limiter
@@ -118,7 +124,7 @@ class RequestExecutor:
             await self._sleep(delay)
         while True:
             attempt += 1
-            outcome = await self._attempt(request, first)
+            outcome = await self._attempt(request, clock, first)
             first = None
             decision = self.decide(request, attempt, outcome)
             if not decision.retry:
@@ -145,38 +151,54 @@ class RequestExecutor:
         self._global.release()
         self._per_host.release(host)
 
-    async def _attempt(self, request: Request, first: Response | None = None) -> Outcome:
+    async def _attempt(
+        self, request: Request, clock: Clock, first: Response | None = None
+    ) -> Outcome:
         host = host_of(request.url)
+        waits = self.waits
+        asked = _perf_counter()
+        async with self._per_host.hold(host):
+            got_host = _perf_counter()
+            async with self._global:
+                got_slot = _perf_counter()
+                if self._rate is not None:
+                    await self._rate.acquire(host)
+                    waits.rate += _perf_counter() - got_slot
+                ready = _perf_counter()
+                waits.per_host += got_host - asked
+                waits.concurrency += got_slot - got_host
+                clock.wait_ms += (ready - asked) * 1000
+                return await self._send(request, first)
+
+    async def _send(self, request: Request, first: Response | None) -> Outcome:
+        """One attempt, its slots held: the transport under the total deadline."""
         settings = self._settings
-        async with self._per_host.hold(host), self._global:
-            if self._rate is not None:
-                await self._rate.acquire(host)
-            total = settings.timeouts.total
-            task = asyncio.current_task() if total is not None else None
-            outcome: Response | TransportError
-            try:
-                if task is not None and total is not None:
-                    self._deadlines.start(task, total)
-                outcome = await send_following(
-                    self._transport,
-                    request,
-                    timeouts=settings.timeouts,
-                    max_body=settings.body.max_body,
-                    max_redirects=settings.transport.max_redirects,
-                    first=first,
-                )
-            except asyncio.CancelledError:
-                if task is not None and total is not None and self._deadlines.stop(task):
-                    task.uncancel()  # our own cancellation: it is a timeout, not a stop
-                    return overdue_error(total)
-                raise
-            except TransportError as error:
-                outcome = error
+        total = settings.timeouts.total
+        task = asyncio.current_task() if total is not None else None
+        outcome: Response | TransportError
+        try:
+            if task is not None and total is not None:
+                self._deadlines.start(task, total)
+            outcome = await send_following(
+                self._transport,
+                request,
+                timeouts=settings.timeouts,
+                max_body=settings.body.max_body,
+                max_redirects=settings.transport.max_redirects,
+                first=first,
+            )
+        except asyncio.CancelledError:
             if task is not None and total is not None and self._deadlines.stop(task):
-                # The deadline's cancellation was absorbed below us: a timeout all the same.
-                task.uncancel()
+                task.uncancel()  # our own cancellation: it is a timeout, not a stop
                 return overdue_error(total)
-            return outcome
+            raise
+        except TransportError as error:
+            outcome = error
+        if task is not None and total is not None and self._deadlines.stop(task):
+            # The deadline's cancellation was absorbed below us: a timeout all the same.
+            task.uncancel()
+            return overdue_error(total)
+        return outcome
 
     def decide(self, request: Request, attempt: int, outcome: Outcome) -> RetryDecision:
         """Whether attempt number ``attempt`` of ``request`` is to be followed by another."""
@@ -202,10 +224,12 @@ class RequestExecutor:
         saved_path: str | None = None,
     ) -> Result:
         """The record of a final outcome (the body saved at ``saved_path``, if any)."""
-        total_ms = _three_places((_perf_counter() - clock.started) * 1000)
+        wait_ms = clock.wait_ms
+        total_ms = _three_places((_perf_counter() - clock.started) * 1000 - wait_ms)
         queued_ms = _three_places(clock.queued_ms)
+        wait_ms = _three_places(wait_ms)
         if isinstance(outcome, TransportError):
-            timings = Timings(queued_ms, None, None, total_ms)  # positional: cheaper
+            timings = Timings(queued_ms, None, None, total_ms, wait_ms)  # positional: cheaper
             message = redact_text(outcome.message, _secrets_of(request))
             return failure_result(
                 request,
@@ -221,6 +245,7 @@ class RequestExecutor:
             None if connect_ms is None else _three_places(connect_ms),
             None if ttfb_ms is None else _three_places(ttfb_ms),
             total_ms,
+            wait_ms,
         )
         return success_result(
             request,

@@ -19,7 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from .._errors import TransportError
 from .._models import InvalidInput, Request, Response, Result
@@ -29,11 +29,12 @@ from ..queues.memory import NOTHING_YET, MemoryQueue
 from ..transport.fast.connection import StaleConnection
 from ..transport.fast.transport import FastTransport, Route, route, stale_error, stale_may_retry
 from ..transport.redirects import REDIRECT_STATUSES
-from .executor import Clock, RequestExecutor, internal_error_result
+from .executor import Clock, RequestExecutor, internal_error_result, perf_counter
 from .handoff import ResultBuffer
 from .stats import StatsCollector
 
 log = logging.getLogger("asyncfetch")
+_perf_counter: Final = perf_counter
 
 Landing = Response | TransportError | StaleConnection
 
@@ -120,7 +121,8 @@ class FastLane:
         self._follows = settings.transport.max_redirects > 0
         self._in_flight = 0
         # Items whose host was busy, oldest first per host; hosts in the order they parked.
-        self._parked: dict[str, deque[tuple[WorkItem, Request, Route]]] = {}
+        # Each with the time it parked: its wait for the host is its record's wait_ms.
+        self._parked: dict[str, deque[tuple[WorkItem, Request, Route, float]]] = {}
         self._parked_count = 0
         self._tasks: set[asyncio.Task[Result]] = set()
         self._input_done = False
@@ -196,8 +198,9 @@ class FastLane:
             return
         host = where.origin.limit_key
         # A host with parked items is busy: a new item must not overtake them.
+        # (_pump saw a global slot free, so a refused try_hold means the host is full.)
         if host in self._parked or not self._executor.try_hold(host):
-            self._park(host, (item, request, where))
+            self._park(host, (item, request, where, _perf_counter()))
             return
         self._launch(item, request, where)
 
@@ -207,10 +210,21 @@ class FastLane:
         self._stats.in_flight += 1
         return flight
 
-    def _launch(self, item: WorkItem, request: Request, where: Route) -> None:
+    def _launch(
+        self, item: WorkItem, request: Request, where: Route, parked_at: float | None = None
+    ) -> None:
         """Start ``request``, whose slots are held, on an idle connection or as a task."""
         host = where.origin.limit_key
         flight = self._track(item, request, host)
+        if parked_at is not None:
+            # The time parked was a wait for the host, not time in the input queue: the
+            # request began when it parked, and its record counts the wait apart.
+            clock = flight.clock
+            waited = clock.started - parked_at
+            self._executor.waits.per_host += waited
+            clock.started = parked_at
+            clock.wait_ms = waited * 1000
+            clock.queued_ms = max(0.0, clock.queued_ms - waited * 1000)
         started = self._transport.start_now(
             request,
             where,
@@ -225,7 +239,7 @@ class FastLane:
             self._executor.release(host)  # the executor takes them again, in turn
             self._hand_over(flight, self._executor.attempts(request, flight.clock))
 
-    def _park(self, host: str, parked: tuple[WorkItem, Request, Route]) -> None:
+    def _park(self, host: str, parked: tuple[WorkItem, Request, Route, float]) -> None:
         waiting = self._parked.get(host)
         if waiting is None:
             waiting = self._parked[host] = deque()
@@ -240,11 +254,11 @@ class FastLane:
         for host in list(self._parked):
             waiting = self._parked[host]
             while executor.slot_free() and executor.try_hold(host):
-                item, request, where = waiting.popleft()
+                item, request, where, parked_at = waiting.popleft()
                 self._parked_count -= 1
                 if not waiting:
                     del self._parked[host]
-                self._launch(item, request, where)
+                self._launch(item, request, where, parked_at)
                 if not waiting:
                     break
             if not executor.slot_free():

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from .._errors import AsyncfetchError
+from .._errors import AsyncfetchError, OutputError
 from .._models import InvalidInput, Result, RunStats
 from ..policy.records import invalid_input_result
 from ..queues.base import Completed, ResultStore, WorkItem, WorkQueue
@@ -132,7 +132,9 @@ class Runner:
             return invalid_input_result(request)
         try:
             return await self._executor.execute(request, enqueued_at=item.enqueued_at)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, OutputError):
+            # A body that cannot be saved is the environment's failure, not the request's:
+            # it ends the run as an unwritable output does (what is committed stays).
             raise
         except Exception as exc:
             # A bug must not cost the rest of the run: it becomes a visible record.

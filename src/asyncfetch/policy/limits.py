@@ -63,6 +63,24 @@ class GcraRateMeter:
             await self._sleep(delay)
 
 
+class LimitWaits:
+    """Seconds that requests spent waiting for each limit, summed over a run.
+
+    The end-of-run summary reads them to say which limit held the run back (and which
+    option lifts it); a record carries its own share as ``timings.wait_ms``.
+    """
+
+    __slots__ = ("concurrency", "per_host", "rate")
+
+    def __init__(self) -> None:
+        self.per_host = 0.0
+        self.concurrency = 0.0
+        self.rate = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"per_host": self.per_host, "concurrency": self.concurrency, "rate": self.rate}
+
+
 class Slots:
     """A FIFO counting semaphore whose acquire and release are O(1).
 

@@ -75,7 +75,7 @@ def decide_after_error(
     rng: random.Random | None = None,
 ) -> RetryDecision:
     """Whether attempt number ``attempt`` (1-based), which failed with ``error``, is retried."""
-    if attempt >= policy.max_attempts or error.kind in _PERMANENT_KINDS:
+    if attempt >= policy.max_attempts or error.kind in _PERMANENT_KINDS or error.permanent:
         return GIVE_UP
     if error.kind is ErrorKind.PROTOCOL and not error.may_have_been_sent:
         # The engine could not even build the request (a URL or header it cannot

@@ -157,6 +157,8 @@ def summary_lines(stats: RunStats, extra: dict[str, Any] | None = None) -> list[
         f"latency p50 {latency['p50']} ms, p90 {latency['p90']} ms, p99 {latency['p99']} ms",
         f"{data['requests_per_second']} requests/s over {data['elapsed_s']} s",
     ]
+    if not latency["p50"]:  # no request was sent (every line invalid): no latency to give
+        del lines[3]
     for key, value in (extra or {}).items():
         lines.append(f"{key}: {value}")
     return lines

@@ -35,6 +35,7 @@ _FORMAT_BY_SUFFIX = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
+    ".txt": "jsonl",  # JSON lines are text lines
     ".csv": "csv",
     ".sqlite": "sqlite",
     ".sqlite3": "sqlite",
@@ -52,9 +53,18 @@ def _resolve_format(path: str | None, output_format: str | None) -> str:
                 f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}"
             )
         return output_format
-    if path is None:
+    suffix = "" if path is None else Path(path).suffix.lower()
+    if not suffix:  # stdout, or a file named without an extension: JSONL, as documented
         return "jsonl"
-    return _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower(), "jsonl")
+    known = _FORMAT_BY_SUFFIX.get(suffix)
+    if known is None:
+        # Writing JSONL into "out.parquet" would surprise whoever opens it later.
+        raise ConfigError(
+            f"cannot tell the output format of {path} from its extension {suffix!r}:"
+            " use .jsonl, .csv or .sqlite (or .ndjson, .json, .txt, .sqlite3, .db),"
+            " or say which with --output-format"
+        )
+    return known
 
 
 def open_sink(
@@ -66,8 +76,9 @@ def open_sink(
 ) -> Sink:
     """Open the sink for ``path``; None or ``"-"`` means stdout (JSONL unless told).
 
-    The format is ``output_format`` when given, else guessed from the extension
-    (``.csv``, ``.sqlite``/``.sqlite3``/``.db``; anything else is JSONL). ``append=False``
+    The format is ``output_format`` when given, else taken from the extension
+    (``.jsonl``/``.ndjson``/``.json``/``.txt``, ``.csv``, ``.sqlite``/``.sqlite3``/``.db``; no
+    extension is JSONL; another extension raises ConfigError). ``append=False``
     truncates an existing file, ``append=True`` adds to it (resume). Raises ConfigError
     for an unknown format and OutputError when the file cannot be opened.
     """

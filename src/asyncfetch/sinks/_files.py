@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
-from .._errors import OutputError, caused_by
+from .._errors import OutputClosed, OutputError, caused_by
 from .._models import Result
 
 DEFAULT_BATCH_BYTES = 1024 * 1024
@@ -192,8 +192,10 @@ class FileWriter:
     def _check_usable(self) -> None:
         if self._closed:
             raise OutputError(f"cannot write to {self._name}: the sink is closed")
-        if self._failure is not None:
-            raise OutputError(f"cannot write to {self._name}: an earlier write failed")
+        failure = self._failure
+        if failure is not None:
+            # The first failure's reason ("No space left on device"), not a vaguer one.
+            raise type(failure)(str(failure))
 
     def _commit(self, data: bytes | bytearray, *, durable: bool) -> None:
         try:
@@ -202,7 +204,8 @@ class FileWriter:
                 os.fsync(self._stream.fileno())
         except OSError as exc:
             message = f"cannot write results to {self._name}: {describe_os_error(exc)}"
-            failure = OutputError(message + self._cut_back())
+            kind = OutputClosed if isinstance(exc, BrokenPipeError) else OutputError
+            failure = kind(message + self._cut_back())
             self._failure = failure
             raise caused_by(failure, exc)
         self._position += len(data)

@@ -35,7 +35,8 @@ _LEADING_COLUMNS = (
     "sha256",
     "content_type",
 )
-_TRAILING_COLUMNS = ("body", "body_b64", "path", "meta", "started_at")
+# wait_ms came after the others: last, so the columns of earlier versions keep their places.
+_TRAILING_COLUMNS = ("body", "body_b64", "path", "meta", "started_at", "wait_ms")
 _BODY_KEYS = ("body", "body_b64", "path")
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 _NEWLINE_OPTION = orjson.OPT_APPEND_NEWLINE
@@ -132,6 +133,7 @@ def _append_fields(append_record: Callable[..., bool], buffer: bytearray, result
         timings.connect_ms,
         timings.ttfb_ms,
         timings.total_ms,
+        timings.wait_ms,
         result.bytes,
         result.sha256,
         result.content_type,
@@ -184,6 +186,7 @@ def flatten(record: dict[str, Any], *, include_headers: bool) -> dict[str, FlatV
         row[name] = record.get(name)
     row["meta"] = _json_or_none(record.get("meta"))
     row["started_at"] = record.get("started_at")
+    row["wait_ms"] = timings.get("wait_ms", 0.0)
     return row
 
 
@@ -229,5 +232,6 @@ def flat_row(result: Result, *, include_headers: bool) -> list[FlatValue]:
         body_value if body_key == "path" else None,
         _json_or_none(result.meta),
         result.started_at,
+        timings.wait_ms,
     )
     return row

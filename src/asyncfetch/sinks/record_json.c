@@ -13,7 +13,7 @@
 
    append_record(buffer, id, line, method, url, final_url, status, ok, error_kind,
                  error_message, attempts, queued_ms, connect_ms, ttfb_ms, total_ms,
-                 bytes, sha256, content_type, body_key, body_value, started_at) -> bool
+                 wait_ms, bytes, sha256, content_type, body_key, body_value, started_at) -> bool
    (error_kind is None for a record without an error; body_key None for one without a
    body field; headers and meta are the caller's to check: it only calls this without.)
 */
@@ -31,7 +31,7 @@ typedef struct {
 
 enum { ARG_BUFFER, ARG_ID, ARG_LINE, ARG_METHOD, ARG_URL, ARG_FINAL_URL, ARG_STATUS, ARG_OK,
        ARG_ERROR_KIND, ARG_ERROR_MESSAGE, ARG_ATTEMPTS, ARG_QUEUED, ARG_CONNECT, ARG_TTFB,
-       ARG_TOTAL, ARG_BYTES, ARG_SHA256, ARG_CONTENT_TYPE, ARG_BODY_KEY, ARG_BODY_VALUE,
+       ARG_TOTAL, ARG_WAIT, ARG_BYTES, ARG_SHA256, ARG_CONTENT_TYPE, ARG_BODY_KEY, ARG_BODY_VALUE,
        ARG_STARTED_AT, ARG_COUNT };
 
 /* 0 on success; -1 with MemoryError set. */
@@ -343,6 +343,7 @@ static int put_record(Out *out, PyObject *const *args)
     NEXT("connect_ms", ARG_CONNECT, put_float)
     NEXT("ttfb_ms", ARG_TTFB, put_float)
     NEXT("total_ms", ARG_TOTAL, put_float)
+    NEXT("wait_ms", ARG_WAIT, put_float)
     if (status == WROTE) {
         status = PUT_FIELD(out, "},\"bytes\":", args[ARG_BYTES], put_int);
     }
@@ -371,7 +372,7 @@ static PyObject *append_record(PyObject *module, PyObject *const *args, Py_ssize
     (void)module;
     if (nargs != ARG_COUNT || !PyByteArray_CheckExact(args[ARG_BUFFER])) {
         PyErr_SetString(PyExc_TypeError,
-                        "append_record(buffer: bytearray, ...) takes the record's 20 fields");
+                        "append_record(buffer: bytearray, ...) takes the record's 21 fields");
         return NULL;
     }
     buffer = args[ARG_BUFFER];

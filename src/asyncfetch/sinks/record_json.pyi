@@ -15,6 +15,7 @@ def append_record(
     connect_ms: float | None,
     ttfb_ms: float | None,
     total_ms: float,
+    wait_ms: float,
     bytes: int,
     sha256: str | None,
     content_type: str | None,

@@ -42,6 +42,7 @@ _TYPES = {
     "connect_ms": "REAL",
     "ttfb_ms": "REAL",
     "total_ms": "REAL",
+    "wait_ms": "REAL",
     "bytes": "INTEGER",
 }
 _CREATE = "CREATE TABLE IF NOT EXISTS results ({})".format(
@@ -61,6 +62,15 @@ def _row(result: Result) -> tuple[FlatValue, ...]:
         *flat_row(result, include_headers=True),
         dumps(result.to_record()).decode("utf-8"),
     )
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Columns added since a database was written (``wait_ms``) are added to it, empty,
+    so that a run resumed with a newer asyncfetch can still append its rows."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
+    for name in COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE results ADD COLUMN {name} {_TYPES.get(name, 'TEXT')}")
 
 
 class SqliteSink:
@@ -174,6 +184,7 @@ class SqliteSink:
             if not append:
                 connection.execute("DROP TABLE IF EXISTS results")
             connection.execute(_CREATE)
+            _add_missing_columns(connection)
 
     def _commit(self, rows: list[tuple[FlatValue, ...]], *, durable: bool) -> None:
         connection = self._connection

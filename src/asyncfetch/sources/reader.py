@@ -25,6 +25,11 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 MAX_SNIFF_BYTES = 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 STDIN = "-"
+# How much of an input's start decides whether it is binary (grep looks at as much).
+BINARY_SNIFF_BYTES = 8192
+# Control bytes that text files do hold; any other (NUL above all) is a sign of binary.
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\b\x1b")
+_BINARY_SHARE = 0.1
 
 ReadChunk = Callable[[int], bytes]
 T = TypeVar("T")
@@ -148,6 +153,42 @@ def is_candidate(data: bytes) -> bool:
     return bool(stripped) and not stripped.startswith(b"#")
 
 
+def looks_binary(head: bytes) -> bool:
+    """Whether the first bytes of an input are those of a binary file.
+
+    Over a tenth of the sample being control bytes or invalid UTF-8 marks a binary file
+    (an executable, an image, a compressed list); one bad line in a text file does not,
+    and stays an ``invalid_input`` record of its own.
+    """
+    sample = head[:BINARY_SNIFF_BYTES]
+    if not sample:
+        return False
+    controls = sum(1 for byte in sample if (byte < 0x20 or byte == 0x7F)) - sum(
+        sample.count(byte) for byte in _TEXT_CONTROLS
+    )
+    invalid = sample.decode("utf-8", "replace").count("\ufffd") - sample.count("\ufffd".encode())
+    return controls + invalid > _BINARY_SHARE * len(sample)
+
+
+def binary_input_error(name: str) -> InputError:
+    return InputError(
+        f"{name} looks like a binary file, not URL lines, JSONL or CSV;"
+        " give the list of requests instead"
+    )
+
+
+def check_not_binary(path: str | os.PathLike[str]) -> None:
+    """Raise InputError for a file that looks binary (see :func:`looks_binary`)."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as file:
+            head = file.read(BINARY_SNIFF_BYTES)
+    except OSError:
+        return  # reported, with its reason, when the input is opened for reading
+    if looks_binary(head):
+        raise binary_input_error(name)
+
+
 class LineStream:
     """Batches of lines from one binary input; owns (and closes) the file if asked."""
 
@@ -160,6 +201,10 @@ class LineStream:
         self._splitter = LineSplitter()
         self._held: list[LineBatch] = []
         self._eof = False
+        self._first_chunk = True
+        # Set by callers that refuse a binary input as a whole (the CLI); the library
+        # default keeps the contract that any bytes become requests or invalid_input.
+        self.refuse_binary = False
 
     async def next_batch(self) -> list[RawLine] | None:
         """The next non-empty batch of lines, or None at the end of the input."""
@@ -175,6 +220,10 @@ class LineStream:
     async def _read_batch(self) -> LineBatch | None:
         while not self._eof:
             chunk = await self._read_chunk()
+            if self._first_chunk:
+                self._first_chunk = False
+                if self.refuse_binary and looks_binary(chunk):
+                    raise binary_input_error(self.name)
             if chunk:
                 batch = self._splitter.feed_lines(chunk)
             else:

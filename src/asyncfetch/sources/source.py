@@ -65,23 +65,30 @@ def open_source_batches(
     *,
     input_format: str | None = None,
     defaults: RequestDefaults = NO_DEFAULTS,
+    refuse_binary: bool = False,
 ) -> AsyncGenerator[list[Item], None]:
     """:func:`open_source` as lists: the items of each chunk read, in order, in one list.
 
     Lists are never empty and hold at most the lines of one read (64 KiB), so about a
     thousand items for typical URLs; a slow pipe gives short lists as its lines arrive.
     Errors are raised as open_source raises them, at the call or from the iteration.
+    ``refuse_binary``: raise InputError ("looks like a binary file") for an input whose
+    start is not text, instead of an ``invalid_input`` item per garbage line.
     """
     checked_format = check_format(input_format)
     if os.fspath(path) != STDIN:
         check_readable(path)
-    return _read(path, checked_format, defaults)
+    return _read(path, checked_format, defaults, refuse_binary)
 
 
 async def _read(
-    path: str | os.PathLike[str], input_format: str | None, defaults: RequestDefaults
+    path: str | os.PathLike[str],
+    input_format: str | None,
+    defaults: RequestDefaults,
+    refuse_binary: bool,
 ) -> AsyncGenerator[list[Item], None]:
     stream = await open_stream(path)
+    stream.refuse_binary = refuse_binary
     try:
         if input_format is None:
             input_format = detect_format(path, await stream.first_candidate())

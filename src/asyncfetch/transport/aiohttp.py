@@ -21,6 +21,7 @@ import yarl
 
 from .._errors import (
     CancelledRequestError,
+    CertificateError,
     ConnectError,
     DNSError,
     ProtocolError,
@@ -404,7 +405,9 @@ def map_error(exc: BaseException) -> TransportError:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return DNSError(f"name resolution failed: {message}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return CertificateError(f"TLS failed: {message}")
+    if isinstance(exc, aiohttp.ClientSSLError):
         return TLSError(f"TLS failed: {message}")
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS failed: {message}")

@@ -93,6 +93,7 @@ def decode_result(payload: bytes) -> Result:
             connect_ms=timings.get("connect_ms"),
             ttfb_ms=timings.get("ttfb_ms"),
             total_ms=timings.get("total_ms", 0.0),
+            wait_ms=timings.get("wait_ms", 0.0),
         ),
         bytes=record.get("bytes", 0),
         sha256=record.get("sha256"),

@@ -450,6 +450,16 @@ class Connection(asyncio.Protocol):
             self._finish(error)
         elif self._is_head and self._error is None:
             self._reset_parser = True  # expected: we stopped llhttp after HEAD headers
+        elif self._feeding and self._error is None and self._on_done is not None:
+            # Bytes beyond the declared length came with the response: its framing is in
+            # dispute (a sign of response splitting), so it is not trusted, as aiohttp's
+            # parser does not trust it either. Bytes that come later, once the response
+            # was handed over, only cost the connection (the branch below).
+            self.served -= 1
+            self._error = ProtocolError(
+                "the response has more bytes than its Content-Length declares"
+            )
+            self.keep_alive = False
         else:
             self.keep_alive = False  # garbage after a complete response
 

@@ -14,7 +14,14 @@ from typing import Final
 
 import aiohappyeyeballs
 
-from ..._errors import ConnectError, DNSError, TimeoutError_, TLSError, caused_by
+from ..._errors import (
+    CertificateError,
+    ConnectError,
+    DNSError,
+    TimeoutError_,
+    TLSError,
+    caused_by,
+)
 from ..resolver import AddrInfo, Resolver
 from .budget import ConnectionBudget
 from .connection import Connection, Outbox
@@ -279,7 +286,10 @@ async def open_connection(
         )
     except socket.gaierror as exc:
         raise caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
-    except ssl.SSLError as exc:  # includes certificate verification failures
+    except ssl.SSLCertVerificationError as exc:
+        failed = f"TLS handshake with {where} failed: {_ssl_reason(exc)}"
+        raise caused_by(CertificateError(failed), exc)
+    except ssl.SSLError as exc:
         raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
     except OSError as exc:
         if exc.errno in _OUT_OF_DESCRIPTORS:
