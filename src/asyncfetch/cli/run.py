@@ -77,7 +77,9 @@ def run_with_exit_codes(
         with fewer_collections():
             return run_coroutine(coroutine)
     except (ConfigError, InputError, ResumeError) as error:
-        console.print(f"asyncfetch: {error}", highlight=False, markup=False)
+        # One line, never wrapped: stderr on a pipe is 80 columns to rich, and a long path
+        # cut in two can no longer be read or matched.
+        console.print(f"asyncfetch: {error}", highlight=False, markup=False, soft_wrap=True)
         return EXIT_USAGE
     except OutputClosed:
         # `| head` read what it wanted: end as a Unix filter does, without a word.
@@ -85,7 +87,8 @@ def run_with_exit_codes(
         return EXIT_CLOSED_PIPE
     except (OutputError, QueueError) as error:
         hint = fatal_hint if isinstance(error, OutputError) else ""
-        console.print(f"asyncfetch: fatal: {error}{hint}", highlight=False, markup=False)
+        message = f"asyncfetch: fatal: {error}{hint}"
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
         return EXIT_FATAL
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
