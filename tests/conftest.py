@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from .recording_server import RecordingServer
+from .redis_server import RedisServer, running_redis
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +51,23 @@ def _rebuild_stale_native_modules() -> None:
             "run `make native`, or `python tools/native.py clean` to test plain Python",
             returncode=3,
         )
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port (tests/redis_server.py)."""
+    with running_redis(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A redis-py client of ``redis_server``."""
+    connection = aioredis.Redis.from_url(redis_server.url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
 
 
 @pytest.fixture

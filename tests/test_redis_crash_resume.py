@@ -13,7 +13,7 @@ import os
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -28,25 +28,10 @@ from asyncfetch.queues.redis.jobs import GROUP, JobKeys, add_requests, create_jo
 from asyncfetch.queues.redis.worker_queue import RedisResultStore
 
 from .cli_helpers import read_jsonl, run_cli, start_cli
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer
 
 ENQUEUE_KILLS = int(os.environ.get("ASYNCFETCH_ENQUEUE_KILLS", "5"))
 COLLECT_KILLS = int(os.environ.get("ASYNCFETCH_COLLECT_KILLS", "5"))
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
 
 
 async def _kill_after_progress(

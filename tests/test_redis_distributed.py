@@ -13,11 +13,10 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from asyncfetch.queues.redis.jobs import JobKeys, job_status
@@ -27,12 +26,6 @@ from .recording_server import RecordingServer
 from .redis_server import RedisServer, free_port, running_redis
 
 KILL_ROUNDS = int(os.environ.get("ASYNCFETCH_KILL_ROUNDS", "3"))
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 class Worker:

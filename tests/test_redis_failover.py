@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,26 +25,11 @@ from asyncfetch.queues.redis.jobs import GROUP, JobKeys, add_requests, create_jo
 from asyncfetch.queues.redis.worker_queue import RedisWorkQueue, WorkerOptions
 
 from .recording_server import RecordingServer
-from .redis_server import RedisServer, running_redis
+from .redis_server import RedisServer
 from .test_redis_distributed import Worker, assert_exactly_once, collect, enqueue
 
 LONG_REQUEST_S = float(os.environ.get("ASYNCFETCH_LONG_REQUEST_S", "60"))
 FAILOVER_BOUND_S = 20.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
 
 
 async def _queue_with_entries(

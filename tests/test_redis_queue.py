@@ -6,10 +6,7 @@ Against a real redis-server (tests/redis_server.py); never skipped.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from asyncfetch._models import InvalidInput, Request, Result, Timings
@@ -32,22 +29,7 @@ from asyncfetch.queues.redis.jobs import (
 from asyncfetch.queues.redis.rate import RedisRateLimiter
 from asyncfetch.queues.redis.worker_queue import RedisResultStore
 
-from .redis_server import RedisServer, running_redis
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_server.url)
-    try:
-        yield connection
-    finally:
-        await connection.aclose()
+from .redis_server import RedisServer
 
 
 def test_requests_survive_the_trip_through_json() -> None:
