@@ -228,9 +228,14 @@ async def read_redis_job(
     """Batches of a Redis job's results (and dead letters), one per request id."""
     from ..queues.redis.collect import ResultReader
     from ..queues.redis.jobs import JobKeys, connected
+    from ..resume.recent_ids import RecentIds
 
+    # The reader does not deduplicate (collect does it with its journal): a window of
+    # recent ids drops an id the input listed twice, in bounded memory.
+    recent = RecentIds()
     async with connected(redis_url) as client:
         reader = ResultReader(client, JobKeys(job))
         async for collected in reader.batches():
-            counts.read += len(collected)
-            yield [from_result(item.result) for item in collected]
+            results = [item.result for item in collected if recent.add(item.result.id)]
+            counts.read += len(results)
+            yield [from_result(result) for result in results]
