@@ -225,12 +225,15 @@ class HostPool:
     async def _connect_when_possible(self, connect_timeout: float | None) -> Connection:
         # Out of descriptors is waited out: close an idle connection if there is one, else
         # wait for a socket of ours to close (or a moment, when others hold them).
+        # The wait is outside the except block: a compiled coroutine suspended inside one
+        # can leave the exception behind as "being handled" for unrelated code to re-raise.
         while True:
             try:
                 return await self._connect(connect_timeout)
             except OutOfDescriptors:
-                if not self._budget.evict_idle():
-                    await asyncio.sleep(_DESCRIPTOR_RETRY_S)
+                evicted = self._budget.evict_idle()
+            if not evicted:
+                await asyncio.sleep(_DESCRIPTOR_RETRY_S)
 
     async def _wait(self) -> Connection | None:
         waiter: asyncio.Future[Connection | None] = self._loop.create_future()
