@@ -26,9 +26,7 @@ async def test_global_concurrency_is_reached_and_never_exceeded(
     server: RecordingServer, engine: str
 ) -> None:
     urls = [
-        server.url("/delay/150", host=host)
-        for host in ("127.0.0.1", "localhost")
-        for _ in range(20)
+        server.url("/gate/10", host=host) for host in ("127.0.0.1", "localhost") for _ in range(20)
     ]
     results = await fetch_all(urls, engine=engine, concurrency=10, per_host=8)
     assert all(result.ok for result in results)
@@ -38,7 +36,7 @@ async def test_global_concurrency_is_reached_and_never_exceeded(
 async def test_per_host_limit_is_reached_and_never_exceeded(
     server: RecordingServer, engine: str
 ) -> None:
-    urls = [server.url("/delay/100") for _ in range(24)]
+    urls = [server.url("/gate/4") for _ in range(24)]
     results = await fetch_all(urls, engine=engine, concurrency=50, per_host=4)
     assert all(result.ok for result in results)
     assert server.recorder.peak_by_host["127.0.0.1"] == 4
