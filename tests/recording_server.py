@@ -7,6 +7,7 @@ order), never by wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Recorder:
     requests: list[Seen] = field(default_factory=list)
     counters: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     waiters: list[tuple[int, asyncio.Event]] = field(default_factory=list)
+    gate_open: asyncio.Event = field(default_factory=asyncio.Event)
 
     def hits(self, path: str) -> int:
         return sum(1 for seen in self.requests if seen.path == path)
@@ -89,6 +91,7 @@ def build_app(recorder: Recorder) -> web.Application:
     app.router.add_get("/loop", loop)
     app.router.add_route("*", "/flaky/{key}/{failures}/{code}", flaky(recorder))
     app.router.add_get("/retry-after/{key}/{value}", retry_after(recorder))
+    app.router.add_get("/gate/{n}", gate(recorder))
     return app
 
 
@@ -160,6 +163,20 @@ def flaky(recorder: Recorder) -> web.Handler:
         if recorder.counters[key] <= int(request.match_info["failures"]):
             return web.Response(status=int(request.match_info["code"]), text="fail")
         return web.Response(text="recovered")
+
+    return handler
+
+
+def gate(recorder: Recorder) -> web.Handler:
+    """Holds each request until ``n`` are in flight at once (then lets every one through),
+    or 10 s pass: a client that can reach ``n`` does, however slow the machine."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if recorder.in_flight >= int(request.match_info["n"]):
+            recorder.gate_open.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(recorder.gate_open.wait(), 10)
+        return web.Response(text="through")
 
     return handler
 

@@ -89,12 +89,20 @@ async def test_amap_holds_back_at_most_the_window() -> None:
 
 
 async def test_amap_unordered_yields_as_completed() -> None:
-    async def sleep_then(n: int) -> int:
-        await asyncio.sleep(n / 100)
+    # Each task finishes when the test says so (events, not sleeps): 1, then 2, then 3.
+    finish = {n: asyncio.Event() for n in (1, 2, 3)}
+
+    async def wait_then(n: int) -> int:
+        await finish[n].wait()
         return n
 
-    values = [o.unwrap() async for o in amap_unordered(sleep_then, [3, 1, 2], limit=3)]
+    results = amap_unordered(wait_then, [3, 1, 2], limit=3)
+    values = []
+    for n in (1, 2, 3):
+        finish[n].set()
+        values.append((await anext(results)).unwrap())
     assert values == [1, 2, 3]
+    assert [outcome async for outcome in results] == []  # and then it ends
 
 
 async def test_async_iterables_are_accepted() -> None:

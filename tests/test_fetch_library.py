@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -12,8 +13,10 @@ import asyncfetch
 from asyncfetch import Fetcher, Request, RetryPolicy, Timeouts, fetch_all
 from asyncfetch._api import make_settings
 from asyncfetch.pipeline.executor import RequestExecutor
+from asyncfetch.policy.limits import GcraRateMeter
 from asyncfetch.transport.factory import open_transport
 
+from .fake_clock import FakeClock
 from .recording_server import RecordingServer
 
 FAST_RETRY = RetryPolicy(retries=2, backoff_base=0.01, backoff_cap=0.05)
@@ -23,9 +26,7 @@ async def test_global_concurrency_is_reached_and_never_exceeded(
     server: RecordingServer, engine: str
 ) -> None:
     urls = [
-        server.url("/delay/150", host=host)
-        for host in ("127.0.0.1", "localhost")
-        for _ in range(20)
+        server.url("/gate/10", host=host) for host in ("127.0.0.1", "localhost") for _ in range(20)
     ]
     results = await fetch_all(urls, engine=engine, concurrency=10, per_host=8)
     assert all(result.ok for result in results)
@@ -35,19 +36,27 @@ async def test_global_concurrency_is_reached_and_never_exceeded(
 async def test_per_host_limit_is_reached_and_never_exceeded(
     server: RecordingServer, engine: str
 ) -> None:
-    urls = [server.url("/delay/100") for _ in range(24)]
+    urls = [server.url("/gate/4") for _ in range(24)]
     results = await fetch_all(urls, engine=engine, concurrency=50, per_host=4)
     assert all(result.ok for result in results)
     assert server.recorder.peak_by_host["127.0.0.1"] == 4
 
 
 async def test_global_rate_spaces_requests_out(server: RecordingServer, engine: str) -> None:
-    urls = [server.url(f"/ok?n={n}") for n in range(11)]
-    await fetch_all(urls, engine=engine, concurrency=11, per_host=11, rate=50)
-    arrivals = sorted(seen.at for seen in server.recorder.requests)
-    # 11 requests at 50/s need 10 intervals of 20 ms; the first arrival is late by one
-    # connection set-up (the others reuse pooled connections), hence the slack.
-    assert arrivals[-1] - arrivals[0] >= 10 * 0.02 * 0.75
+    """Each request waits for its turn at the meter: 11 requests at 50/s are 10 waits of
+    20 ms, told to the meter's injected sleep (which moves a fake clock, no real time)."""
+    clock = FakeClock()
+    meter = GcraRateMeter(50, clock=clock, sleep=clock.sleep)
+    settings = make_settings(concurrency=11, per_host=11)
+    async with open_transport(engine, settings) as transport:
+        executor = RequestExecutor(transport, settings, rate_limiter=meter)
+        requests = [Request.create(server.url(f"/ok?n={n}")) for n in range(11)]
+        results = await asyncio.gather(*(executor.execute(request) for request in requests))
+        await executor.aclose()
+    assert all(result.ok for result in results)
+    assert len(server.recorder.requests) == 11
+    assert clock.slept == pytest.approx([0.02] * 10)  # the first goes at once
+    assert clock.now == pytest.approx(100.2)
 
 
 async def test_results_come_back_in_input_order(server: RecordingServer, engine: str) -> None:

@@ -10,10 +10,10 @@ removed: Python prefers an extension module to the ``.py`` beside it, so a mutat
 source would otherwise never run. The worktree itself is left as it is.
 
     python tools/mutation.py run [MUTANT ...]   # (re)run, then write the report
-    python tools/mutation.py report             # the report of the last run
+    python tools/mutation.py report [--diffs]   # the report of the last run
 
 The report (``build/mutation/report.txt``) has the score per module and every survivor
-with its diff; ``docs/testing.md`` lists the survivors judged equivalent.
+(with its diff when asked: slow); ``docs/testing.md`` lists those judged equivalent.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,25 +117,27 @@ def score_table(found: dict[str, str]) -> list[str]:
     return lines
 
 
-def write_report() -> int:
+def write_report(*, diffs: bool) -> int:
     found = statuses()
     if not found:
         print("no mutation results yet: run `make mutation` first", file=sys.stderr)
         return 1
     survivors = sorted(name for name, status in found.items() if status not in CAUGHT)
-    untested = [name for name in survivors if found[name] == "no tests"]
-    tested = [name for name in survivors if found[name] != "no tests"]
-    with ThreadPoolExecutor(max_workers=4) as pool:  # one mutmut process per diff
-        diffs = list(pool.map(lambda name: mutmut("show", name).stdout.strip(), tested))
+    untested = [name for name in survivors if found[name] != "survived"]
+    tested = [name for name in survivors if found[name] == "survived"]
+    # `mutmut show` takes a second or more per mutant: diffs only when asked for.
+    shown = [f"--- {name}\n{mutmut('show', name).stdout.strip()}" for name in tested if diffs]
     sections = [
         "\n".join(score_table(found)),
-        f"{len(untested)} mutant(s) that no selected test reaches:\n" + "\n".join(untested),
-        f"{len(tested)} survivor(s) of the tests that reach them:",
-        *(f"--- {name} ({found[name]})\n{diff}" for name, diff in zip(tested, diffs, strict=True)),
+        f"{len(untested)} mutant(s) no selected test reached, or not run:\n"
+        + "\n".join(f"{name} ({found[name]})" for name in untested),
+        f"{len(tested)} survivor(s) of the tests that reach them"
+        " (`mutmut show NAME` in build/mutation for a diff):\n" + "\n".join(tested),
+        *shown,
     ]
     REPORT.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     print(sections[0])
-    print(f"{len(survivors)} survivor(s); diffs in {REPORT.relative_to(ROOT)}")
+    print(f"{len(survivors)} survivor(s), listed in {REPORT.relative_to(ROOT)}")
     return 0
 
 
@@ -145,11 +146,14 @@ def main() -> int:
     parser.add_argument("action", choices=["run", "report"])
     parser.add_argument("mutants", nargs="*", help="only these mutants (names from the report)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--diffs", action="store_true", help="put each survivor's diff in")
     args = parser.parse_args()
     if args.action == "run":
         sync_copy()
-        mutmut("run", "--max-children", str(args.jobs), *args.mutants)
-    return write_report()
+        ran = mutmut("run", "--max-children", str(args.jobs), *args.mutants)
+        if ran.returncode != 0:
+            return ran.returncode
+    return write_report(diffs=args.diffs)
 
 
 if __name__ == "__main__":
