@@ -1,17 +1,16 @@
-"""ResultStores for local runs: into a Sink, or into a channel a caller iterates."""
+"""ResultStores for local runs: into a Sink, or into a channel a caller iterates.
+
+A resumable run's store is the output and its journal together (resume/output.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from .._models import Result
 from ..queues.base import Completed
 from ..sinks.base import Sink
-
-if TYPE_CHECKING:  # only JournaledStore (--resume) holds one; it would import sqlite3
-    from ..resume.journal import Journal
 
 
 class SinkStore:
@@ -26,42 +25,6 @@ class SinkStore:
 
     async def aclose(self) -> None:
         await self._sink.flush(durable=True)
-        await self._sink.aclose()
-
-
-class JournaledStore:
-    """Commits results to a Sink and records them in the resume journal (``--resume``).
-
-    Order matters: the batch is written and fsynced first, then its ids and the output's
-    new length go into one journal transaction. A crash in between leaves records the
-    journal does not know; resume cuts them off (JSONL/CSV) or replaces them (SQLite).
-    ``output_length`` gives the committed byte length of a line-oriented output.
-    """
-
-    def __init__(
-        self,
-        sink: Sink,
-        journal: Journal,
-        in_flight: set[str],
-        *,
-        output_length: Callable[[], int] | None = None,
-    ) -> None:
-        self._sink = sink
-        self._journal = journal
-        self._in_flight = in_flight
-        self._output_length = output_length
-
-    async def commit(self, batch: Sequence[Completed]) -> None:
-        results = [result for _item, result in batch]
-        await self._sink.write(results)
-        await self._sink.flush(durable=True)
-        length = None if self._output_length is None else self._output_length()
-        await self._journal.commit([(result.id, result.ok) for result in results], length)
-        # Only now may the input filter treat these ids as the journal's to answer for.
-        self._in_flight.difference_update(result.id for result in results)
-
-    async def aclose(self) -> None:
-        # Every commit already flushed durably; the journal is closed by its owner.
         await self._sink.aclose()
 
 
