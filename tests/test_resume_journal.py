@@ -16,10 +16,10 @@ from asyncfetch._errors import InputError, ResumeError
 from asyncfetch._models import InvalidInput, Request
 from asyncfetch.pipeline.stats import StatsCollector
 from asyncfetch.resume.filters import ready_batches, skip_done
+from asyncfetch.resume.fingerprint import fingerprint, fingerprint_differences
 from asyncfetch.resume.journal import Journal, journal_path
 from asyncfetch.resume.output import ResumableOutput
 from asyncfetch.resume.recent_ids import RecentIds
-from asyncfetch.resume.reopen import fingerprint, fingerprint_differences
 
 
 async def _items(count: int, *, pause: float = 0.0) -> AsyncIterator[int]:

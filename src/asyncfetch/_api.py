@@ -220,8 +220,8 @@ class Fetcher:
     async def _open_resumable(
         self, path: str | os.PathLike[str], output_format: str | None, force: bool, retry: bool
     ) -> ResumableOutput:
+        from .resume.fingerprint import fingerprint
         from .resume.output import ResumableOutput
-        from .resume.reopen import fingerprint
         from .sinks import _resolve_format
 
         chosen = _resolve_format(os.fspath(path), output_format)

@@ -89,8 +89,8 @@ async def open_store(
 async def _open_resumable(
     job: FetchJob, stack: AsyncExitStack, stats: StatsCollector, batches: Batches, console: Printer
 ) -> StoreWiring:
+    from ..resume.fingerprint import fingerprint
     from ..resume.output import ResumableOutput
-    from ..resume.reopen import fingerprint
 
     if job.output in (None, "-"):
         raise ConfigError("--resume needs an output file, e.g. -o results.jsonl")

@@ -18,8 +18,9 @@ from ..queues.base import Completed
 from ..sinks import open_resumable_sink
 from ..sinks.base import ResumableSink
 from .filters import FilterCounts, skip_done_batches
+from .fingerprint import Fingerprinter, fingerprint
 from .journal import Journal
-from .reopen import Fingerprinter, ResumeReport, fingerprint, open_for_resume
+from .reopen import ResumeReport, open_for_resume
 from .rewrite import fsync_directory
 
 

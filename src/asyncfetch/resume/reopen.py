@@ -12,26 +12,16 @@ the journal's thread.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import secrets
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .._errors import InputError, ResumeError
+from .._errors import ResumeError
 from ..sinks.base import ResumableSink
-from .journal import JOURNAL_SUFFIX, Journal, JournalState, journal_path, read_state
+from .fingerprint import Fingerprinter, fingerprint_differences
+from .journal import Journal, JournalState, journal_path
 from .rewrite import drop_failed, finish_pending_rewrite, rebuild
-
-FINGERPRINT_VERSION = 1
-SAMPLE_BYTES = 64 * 1024
-# Header values and bodies may hold secrets: they are stored only as a salted, slow hash,
-# so the journal cannot be used to recover a token by guessing.
-_SECRET_ITERATIONS = 100_000
-_SECRET_OPTIONS = frozenset({"header", "data", "proxy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,88 +52,6 @@ class ResumeReport:
         return "; ".join(parts)
 
 
-def _hash_secret(value: str, salt: bytes) -> str:
-    digest = hashlib.pbkdf2_hmac("sha256", value.encode(), salt, _SECRET_ITERATIONS)
-    return digest.hex()
-
-
-def describe_input(path: str) -> dict[str, Any]:
-    if path == "-":
-        return {"name": "-"}  # stdin cannot be checked; documented in docs/resume.md
-    name = os.path.abspath(path)
-    try:
-        return _sample(name)
-    except OSError as exc:
-        raise InputError(f"cannot read input {path!r}: {exc.strerror or exc}") from exc
-
-
-def _sample(name: str) -> dict[str, Any]:
-    with open(name, "rb") as file:
-        size = file.seek(0, os.SEEK_END)
-        file.seek(0)
-        head = hashlib.sha256(file.read(SAMPLE_BYTES)).hexdigest()
-        file.seek(max(size - SAMPLE_BYTES, 0))
-        tail = hashlib.sha256(file.read(SAMPLE_BYTES)).hexdigest()
-    return {"name": name, "size": size, "head": head, "tail": tail}
-
-
-def fingerprint(
-    inputs: tuple[str, ...], options: dict[str, Any], salt: str | None = None
-) -> dict[str, Any]:
-    """The identity of a job: its inputs (size and sampled content) and request options.
-
-    Options named in ``_SECRET_OPTIONS`` are kept only as salted hashes. Pass the salt of
-    a stored fingerprint to get a comparable one. Blocking (reads the inputs).
-    """
-    salt = salt or secrets.token_hex(16)
-    hidden = {
-        key: None
-        if value in (None, "", (), [])
-        else _hash_secret(repr(value), bytes.fromhex(salt))
-        for key, value in options.items()
-        if key in _SECRET_OPTIONS
-    }
-    return {
-        "version": FINGERPRINT_VERSION,
-        "salt": salt,
-        "inputs": [describe_input(path) for path in inputs],
-        "options": {**{k: v for k, v in options.items() if k not in _SECRET_OPTIONS}, **hidden},
-    }
-
-
-def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """What differs between two fingerprints, in words; empty when they match."""
-    if stored.get("version") != current.get("version"):
-        return ["the journal was written by another asyncfetch version"]
-    problems = _input_differences(stored["inputs"], current["inputs"])
-    old_options, new_options = stored["options"], current["options"]
-    changed = sorted(
-        key
-        for key in old_options.keys() | new_options.keys()
-        if old_options.get(key) != new_options.get(key)
-    )
-    if changed:
-        problems.append("options changed: " + ", ".join(_option_name(key) for key in changed))
-    return problems
-
-
-def _option_name(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _input_differences(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
-    if len(old) != len(new):
-        return [f"the job had {len(old)} input(s), this run has {len(new)}"]
-    problems = []
-    for before, after in zip(old, new, strict=True):
-        content = ("size", "head", "tail")
-        if any(before.get(key) != after.get(key) for key in content):
-            sizes = f"{before.get('size', '?')} → {after.get('size', '?')} bytes"
-            problems.append(f"input {after['name']} is not the input of the job ({sizes})")
-    return problems
-
-
-Fingerprinter = Callable[[str | None], dict[str, Any]]
 SinkOpener = Callable[[], ResumableSink]
 
 
@@ -284,52 +192,3 @@ async def _reopen(sinks: list[ResumableSink], open_output: SinkOpener) -> None:
     """The sink again, after a rewrite may have put a new file in place of its own."""
     await sinks.pop().aclose()
     sinks.append(open_output())
-
-
-def journal_status(path: Path) -> dict[str, Any]:
-    """How far the job of the journal at ``path`` got (blocking; safe during a run)."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        state = read_state(connection)
-    finally:
-        connection.close()
-    stored = state.fingerprint or {}
-    changed, total = _inputs_now(stored)
-    remaining = None if total is None or changed else max(total - state.done, 0)
-    return {
-        "output": str(path)[: -len(JOURNAL_SUFFIX)],
-        "journal": str(path),
-        "runs": state.runs,
-        "complete": state.complete,
-        "done": state.done,
-        "ok": state.done - state.failed,
-        "failed": state.failed,
-        "total": total,
-        "remaining": 0 if state.complete else remaining,
-        "inputs": [entry.get("name") for entry in stored.get("inputs", [])],
-        "input_changed": changed,
-    }
-
-
-def _inputs_now(stored: dict[str, Any]) -> tuple[bool | None, int | None]:
-    """(whether the inputs changed, estimated request count); None where unknown."""
-    from ..sources import estimate_total
-
-    entries: list[dict[str, Any]] = stored.get("inputs") or []
-    input_format = (stored.get("options") or {}).get("input_format")
-    total = 0
-    for entry in entries:
-        name = entry.get("name", "-")
-        if name == "-" or not os.path.isfile(name):
-            return None, None
-        try:
-            now = describe_input(name)
-        except InputError:
-            return None, None
-        if any(now.get(key) != entry.get(key) for key in ("size", "head", "tail")):
-            return True, None
-        count = estimate_total(name, input_format)
-        if count is None:
-            return False, None
-        total += count
-    return (False, total) if entries else (None, None)
