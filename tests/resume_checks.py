@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import random
+import signal
 import sqlite3
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import orjson
@@ -14,6 +17,7 @@ import orjson
 from asyncfetch._models import request_id
 
 from .cli_helpers import Completed, cli_env
+from .recording_server import RecordingServer
 
 
 def flat(text: str) -> str:
@@ -100,3 +104,25 @@ async def run_limited(*args: str, max_file_bytes: int | None = None) -> Complete
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return Completed(process.returncode, stdout, stderr.decode())
+
+
+async def kill_at_random(
+    server: RecordingServer, process: asyncio.subprocess.Process, rng: random.Random
+) -> tuple[bool, int]:
+    """SIGKILL ``process`` at a random moment soon after the server sees its first request.
+
+    Returns (killed, requests in flight at the kill); (False, 0) when it ended first.
+    """
+    hits_before = len(server.recorder.requests)
+    while len(server.recorder.requests) == hits_before and process.returncode is None:
+        await asyncio.sleep(0.005)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), rng.uniform(0.02, 0.4))
+    except TimeoutError:
+        in_flight = server.recorder.in_flight
+        with suppress(ProcessLookupError):  # it may have ended meanwhile; wait tells
+            process.send_signal(signal.SIGKILL)
+        await process.communicate()
+        return process.returncode == -signal.SIGKILL, in_flight
+    await process.communicate()
+    return False, 0

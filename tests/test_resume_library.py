@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import sys
 import textwrap
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from .resume_checks import (
     assert_journal_consistent,
     ids_of,
     journal_contents,
+    kill_at_random,
     records,
     write_urls,
 )
@@ -106,11 +105,7 @@ async def test_a_changed_option_is_refused_unless_forced(
 async def _start_and_kill(
     server: RecordingServer, source: Path, out: Path, rng: random.Random
 ) -> bool:
-    """Run the script; SIGKILL it at a random moment after its first request.
-
-    Returns False when it finished before the kill.
-    """
-    hits_before = len(server.recorder.requests)
+    """Run the script and SIGKILL it at a random moment; False when it finished first."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -118,21 +113,12 @@ async def _start_and_kill(
         str(source),
         str(out),
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env=cli_env(),
     )
-    while len(server.recorder.requests) == hits_before and process.returncode is None:
-        await asyncio.sleep(0.005)
-    try:
-        await asyncio.wait_for(asyncio.shield(process.wait()), rng.uniform(0.05, 0.5))
-    except TimeoutError:
-        with suppress(ProcessLookupError):  # it may have ended meanwhile; wait tells
-            process.send_signal(signal.SIGKILL)
-        await process.communicate()
-        return process.returncode == -signal.SIGKILL
-    _stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    return False
+    killed, _in_flight = await kill_at_random(server, process, rng)
+    assert killed or process.returncode == 0, f"the script failed: {process.returncode}"
+    return killed
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
