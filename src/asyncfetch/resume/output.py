@@ -9,7 +9,7 @@ the job complete. It knows no output format: the sink does (``ResumableSink``).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,18 @@ class ResumableOutput:
         """``batches`` without the requests already done, each id handed out once."""
         return skip_done_batches(batches, self.journal, self._in_flight, counts)
 
-    async def write(self, results: Sequence[Result]) -> None:
-        """Write ``results`` durably, then journal them: they count as done from here on."""
+    async def write(
+        self, results: Sequence[Result], meta: Mapping[str, str] | None = None
+    ) -> None:
+        """Write ``results`` durably, then journal them: they count as done from here on.
+
+        ``meta`` goes into the same journal transaction (``collect`` keeps its positions
+        in the Redis streams there)."""
         await self.sink.write(results)
         await self.sink.flush(durable=True)
         position = await self.sink.committed_position()
-        await self.journal.commit([(result.id, result.ok) for result in results], position)
+        entries = [(result.id, result.ok) for result in results]
+        await self.journal.commit(entries, position, meta)
         # Only now may the input filter treat these ids as the journal's to answer for.
         self._in_flight.difference_update(result.id for result in results)
 
