@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import random
+import signal
 import sqlite3
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import orjson
@@ -14,6 +17,7 @@ import orjson
 from asyncfetch._models import request_id
 
 from .cli_helpers import Completed, cli_env
+from .recording_server import RecordingServer
 
 
 def flat(text: str) -> str:
@@ -33,8 +37,10 @@ def write_urls(path: Path, urls: list[str]) -> Path:
 def records(output: Path, limit: int | None = None) -> list[dict[str, object]]:
     """Every record of ``output`` (any format); fails on a torn or malformed record."""
     if output.suffix == ".sqlite":
+        # A SQLite output's position is its highest row id: ``limit`` rows ids, not bytes.
+        query = "SELECT record FROM results WHERE rowid <= ?"
         with sqlite3.connect(output) as db:
-            rows = db.execute("SELECT record FROM results").fetchall()
+            rows = db.execute(query, (2**62 if limit is None else limit,)).fetchall()
         return [orjson.loads(row[0]) for row in rows]
     data = output.read_bytes()[:limit]
     assert data == b"" or data.endswith(b"\n"), f"torn last record: {data[-80:]!r}"
@@ -66,10 +72,6 @@ def journal_contents(output: Path) -> tuple[dict[str, bool], int]:
 def assert_journal_consistent(output: Path) -> None:
     """What a crash may leave: the committed part of the output is exactly the journal."""
     done, length = journal_contents(output)
-    if output.suffix == ".sqlite":
-        in_output = {str(record["id"]) for record in records(output)}
-        assert set(done) <= in_output
-        return
     committed = records(output, limit=length)
     ids = [str(record["id"]) for record in committed]
     assert len(ids) == len(set(ids)), "a repeated record inside the committed part"
@@ -102,3 +104,25 @@ async def run_limited(*args: str, max_file_bytes: int | None = None) -> Complete
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return Completed(process.returncode, stdout, stderr.decode())
+
+
+async def kill_at_random(
+    server: RecordingServer, process: asyncio.subprocess.Process, rng: random.Random
+) -> tuple[bool, int]:
+    """SIGKILL ``process`` at a random moment soon after the server sees its first request.
+
+    Returns (killed, requests in flight at the kill); (False, 0) when it ended first.
+    """
+    hits_before = len(server.recorder.requests)
+    while len(server.recorder.requests) == hits_before and process.returncode is None:
+        await asyncio.sleep(0.005)
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), rng.uniform(0.02, 0.4))
+    except TimeoutError:
+        in_flight = server.recorder.in_flight
+        with suppress(ProcessLookupError):  # it may have ended meanwhile; wait tells
+            process.send_signal(signal.SIGKILL)
+        await process.communicate()
+        return process.returncode == -signal.SIGKILL, in_flight
+    await process.communicate()
+    return False, 0

@@ -392,7 +392,7 @@ async def test_skip_done_batches_skips_finished_and_repeated_ids(tmp_path: Path)
     try:
         await journal.start_run({})
         journal.run = 1
-        await journal.commit([("id-o", True)], output_length=10)
+        await journal.commit([("id-o", True)], position=10)
         journal.run = 2
         in_flight = {"id-c"}
         stats = StatsCollector()

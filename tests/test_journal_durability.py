@@ -16,11 +16,12 @@ import pytest
 
 from asyncfetch._errors import OutputError, ResumeError
 from asyncfetch._models import Request, Result, Timings
-from asyncfetch.pipeline.stores import ChannelStore, JournaledStore, SinkStore
+from asyncfetch.pipeline.stores import ChannelStore, SinkStore
 from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
+from asyncfetch.resume.fingerprint import fingerprint_differences
 from asyncfetch.resume.journal import Journal, journal_path, read_state, transaction
-from asyncfetch.resume.reopen import fingerprint_differences, open_for_resume
+from asyncfetch.resume.output import ResumableOutput
 from asyncfetch.sinks import open_sink
 
 
@@ -101,7 +102,7 @@ async def test_journal_state_lookup_and_runs(tmp_path: Path) -> None:
         assert state.fingerprint == {"version": 1}
         assert (state.created, state.runs, state.done, state.failed) == (False, 2, 2500, 0)
         assert state.complete is False  # a new run is incomplete until told
-        assert state.output_length == 0  # no commit gave a length
+        assert state.output_length is None  # no commit gave a position
     finally:
         await again.aclose()
     with sqlite3.connect(path) as db:
@@ -142,15 +143,14 @@ async def test_journal_open_fails_cleanly_where_no_database_can_be(tmp_path: Pat
 
 
 async def _journaled_csv(out: Path, *batches: tuple[int, ...]) -> set[str]:
-    """Write ``batches`` to a CSV output through the journaled store, as a run does."""
-    journal, _report = await open_for_resume(out, "csv", _no_fingerprint)
-    sink = open_sink(out, output_format="csv", append=True)
-    in_flight = {f"r{n}" for batch in batches for n in batch} | {"other"}
-    store = JournaledStore(sink, journal, in_flight, output_length=lambda: sink.position)
+    """Write ``batches`` to a CSV output through the resumable output, as a run does."""
+    output = await ResumableOutput.open(out, make_fingerprint=_no_fingerprint)
+    # The ids the input filter handed out (a private set the filter and store share).
+    in_flight = output._in_flight
+    in_flight.update({f"r{n}" for batch in batches for n in batch} | {"other"})
     for numbers in batches:
-        await store.commit(_batch(*numbers))
-    await store.aclose()
-    await journal.aclose()
+        await output.commit(_batch(*numbers))
+    await output.aclose()
     return in_flight
 
 
@@ -163,9 +163,10 @@ async def test_a_torn_csv_tail_is_cut_back_on_resume(tmp_path: Path) -> None:
     # A crash mid-write: a whole row the journal never heard of, then half a row.
     torn = b"r4,4,GET,http://127.0.0.1/4\r\nr5,5,GE"
     out.write_bytes(committed + torn)
-    journal, report = await open_for_resume(out, "csv", _no_fingerprint)
-    await journal.aclose()
-    assert report.cut_bytes == len(torn)
+    output = await ResumableOutput.open(out, make_fingerprint=_no_fingerprint)
+    await output.aclose()
+    report = output.report
+    assert (report.cut, report.cut_unit) == (len(torn), "bytes")
     assert (report.already_done, report.already_failed) == (3, 3)
     assert out.read_bytes() == committed
 
@@ -176,7 +177,7 @@ async def test_an_output_shorter_than_the_journal_is_refused(tmp_path: Path) -> 
     size = out.stat().st_size
     out.write_bytes(out.read_bytes()[:-5])
     with pytest.raises(ResumeError) as refused:
-        await open_for_resume(out, "csv", _no_fingerprint)
+        await ResumableOutput.open(out, make_fingerprint=_no_fingerprint)
     assert str(refused.value) == (
         f"cannot resume {out}: it is shorter ({size - 5} bytes) than the journal recorded"
         f" ({size} bytes): it was edited, replaced or truncated. Use --resume-force to"
@@ -187,14 +188,13 @@ async def test_an_output_shorter_than_the_journal_is_refused(tmp_path: Path) -> 
 
 async def test_a_failed_journal_commit_keeps_the_ids_in_flight(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    journal, _report = await open_for_resume(out, "jsonl", _no_fingerprint)
-    sink = open_sink(out, output_format="jsonl", append=True)
-    in_flight = {"r1"}
-    store = JournaledStore(sink, journal, in_flight, output_length=lambda: sink.position)
-    await journal.aclose()
+    output = await ResumableOutput.open(out, make_fingerprint=_no_fingerprint)
+    in_flight = output._in_flight
+    in_flight.add("r1")
+    await output.journal.aclose()
     with pytest.raises(OutputError):
-        await store.commit(_batch(1))
-    await store.aclose()
+        await output.commit(_batch(1))
+    await output.aclose()
     # Not journaled: the input filter must not treat r1 as answered for.
     assert in_flight == {"r1"}
 

@@ -6,10 +6,8 @@ kills); this one is short enough for the suite. Its seed is in every failure mes
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,28 +21,10 @@ from .resume_checks import (
     assert_journal_consistent,
     flat,
     ids_of,
+    kill_at_random,
     run_limited,
     write_urls,
 )
-
-
-async def _kill_at_random(
-    server: RecordingServer, args: tuple[str, ...], rng: random.Random
-) -> tuple[bool, int]:
-    """Start a run, SIGKILL it soon after its first request: (killed, requests in flight)."""
-    hits_before = len(server.recorder.requests)
-    process = await start_cli(*args)
-    while len(server.recorder.requests) == hits_before and process.returncode is None:
-        await asyncio.sleep(0.005)
-    try:
-        await asyncio.wait_for(asyncio.shield(process.wait()), rng.uniform(0.02, 0.4))
-    except TimeoutError:
-        in_flight = server.recorder.in_flight
-        process.send_signal(signal.SIGKILL)
-        await process.communicate()
-        return True, in_flight
-    await process.communicate()
-    return False, 0
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
@@ -60,7 +40,7 @@ async def test_kill_9_at_random_moments_then_resume(
     args += ("--per-host", "50")
     kills = in_flight_kills = 0
     while kills < 6:
-        killed, in_flight = await _kill_at_random(server, args, rng)
+        killed, in_flight = await kill_at_random(server, await start_cli(*args), rng)
         if not killed:
             break
         kills += 1

@@ -16,9 +16,10 @@ from asyncfetch._errors import InputError, ResumeError
 from asyncfetch._models import InvalidInput, Request
 from asyncfetch.pipeline.stats import StatsCollector
 from asyncfetch.resume.filters import ready_batches, skip_done
+from asyncfetch.resume.fingerprint import fingerprint, fingerprint_differences
 from asyncfetch.resume.journal import Journal, journal_path
+from asyncfetch.resume.output import ResumableOutput
 from asyncfetch.resume.recent_ids import RecentIds
-from asyncfetch.resume.reopen import fingerprint, fingerprint_differences, open_for_resume
 
 
 async def _items(count: int, *, pause: float = 0.0) -> AsyncIterator[int]:
@@ -60,7 +61,7 @@ async def test_skip_done_skips_finished_and_repeated_ids(tmp_path: Path) -> None
     try:
         await journal.start_run({})
         journal.run = 1
-        await journal.commit([("old", True)], output_length=10)
+        await journal.commit([("old", True)], position=10)
         journal.run = 2  # a later run: "old" was finished by an earlier one
         requests = [
             Request.create(f"http://h/{name}", id=name) for name in ("a", "b", "a", "old", "c")
@@ -97,22 +98,19 @@ def _line(record_id: str, ok: bool = True) -> bytes:
     return orjson.dumps({"id": record_id, "ok": ok}) + b"\n"
 
 
-def _no_fingerprint(_salt: str | None) -> dict[str, Any]:
-    return {"version": 1, "salt": "00", "inputs": [], "options": {}}
-
-
 async def test_resume_force_rebuilds_from_a_damaged_output(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     out.write_bytes(_line("a") + b"{not json\n" + _line("b", False) + _line("a") + b'{"id": "c')
     with pytest.raises(ResumeError, match="no resume journal"):
-        await open_for_resume(out, "jsonl", _no_fingerprint)
-    journal, report = await open_for_resume(out, "jsonl", _no_fingerprint, force=True)
+        await ResumableOutput.open(out)
+    output = await ResumableOutput.open(out, force=True)
     try:
+        report = output.report
         assert report.rebuilt == 2 and (report.already_done, report.already_failed) == (2, 1)
-        assert (await journal.lookup(["a", "b", "c"])).keys() == {"a", "b"}
-        assert (await journal.state()).output_length == out.stat().st_size
+        assert (await output.journal.lookup(["a", "b", "c"])).keys() == {"a", "b"}
+        assert (await output.journal.state()).output_length == out.stat().st_size
     finally:
-        await journal.aclose()
+        await output.aclose()
     assert out.read_bytes() == _line("a") + _line("b", False)
 
 
@@ -120,23 +118,23 @@ async def test_a_rewrite_cut_short_by_a_crash_is_completed_on_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out.jsonl"
-    journal, _report = await open_for_resume(out, "jsonl", _no_fingerprint)
+    output = await ResumableOutput.open(out)
     out.write_bytes(_line("a") + _line("b", False))
-    await journal.commit([("a", True), ("b", False)], out.stat().st_size)
-    await journal.aclose()
+    await output.journal.commit([("a", True), ("b", False)], out.stat().st_size)
+    await output.aclose()
 
     def crash(*_args: object) -> None:
         raise OSError(5, "simulated crash before the rename")
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(Exception, match="simulated crash"):
-        await open_for_resume(out, "jsonl", _no_fingerprint, retry_failed=True)
+        await ResumableOutput.open(out, retry_failed=True)
     monkeypatch.undo()
     assert out.read_bytes() == _line("a") + _line("b", False)  # not replaced yet
-    journal, report = await open_for_resume(out, "jsonl", _no_fingerprint)
-    await journal.aclose()
+    output = await ResumableOutput.open(out)
+    await output.aclose()
     assert out.read_bytes() == _line("a")  # the committed rewrite was completed
-    assert (report.already_done, report.already_failed) == (1, 0)
+    assert (output.report.already_done, output.report.already_failed) == (1, 0)
     with sqlite3.connect(journal_path(out)) as db:
         assert (
             db.execute("SELECT value FROM meta WHERE key = 'pending_rewrite'").fetchone() is None
@@ -157,7 +155,7 @@ async def test_a_repeat_is_caught_even_after_its_first_copy_was_committed(
         passed = []
         async for item in skip_done(_source(list(requests)), journal, in_flight, stats):
             passed.append(item)
-            await journal.commit([(item.id, True)], output_length=None)
+            await journal.commit([(item.id, True)], position=None)
             in_flight.discard(item.id)
     finally:
         await journal.aclose()

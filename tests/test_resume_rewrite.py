@@ -1,18 +1,42 @@
 """Rebuilding a journal from an output, and removing failed records, byte for byte.
 
 Every expectation is the exact file content or the exact journal rows: the records kept
-are copied unchanged, torn or damaged ones and repeats are dropped.
+are copied unchanged, torn or damaged ones and repeats are dropped. The sinks read their
+own outputs back (``ResumableSink.read_back``) and stage the copies.
 """
 
 from __future__ import annotations
 
+import io
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+from asyncfetch._models import Request, Result, Timings
+from asyncfetch.policy.records import failure_result
 from asyncfetch.resume.journal import connect, get_meta
-from asyncfetch.resume.rewrite import Record, drop_failed, read_records, rebuild
+from asyncfetch.resume.rewrite import drop_failed, rebuild
+from asyncfetch.sinks import CsvSink, JsonlSink, SqliteSink
+from asyncfetch.sinks.base import SavedRecord as Record
 
 HEADER = b"id,ok,url\r\n"
+
+
+def _csv(out: Path) -> CsvSink:
+    """A CSV sink over ``out`` that reads it back (its writes go nowhere)."""
+    return CsvSink(io.BytesIO(), name=str(out), owns_stream=False)
+
+
+def read_records(out: Path, output_format: str) -> Iterator[Record]:
+    if not out.exists():
+        return iter(())
+    if output_format == "csv":
+        return _csv(out).read_back()
+    return JsonlSink(io.BytesIO(), name=str(out), owns_stream=False).read_back()
+
+
+# What a rewritten CSV copy starts with: the sink's own header.
+COPY_HEADER = _csv(Path("unused.csv"))._copy_prefix()
 
 
 def _done(connection: sqlite3.Connection) -> list[tuple[str, int, int]]:
@@ -29,7 +53,6 @@ def test_csv_records_keep_their_bytes_and_drop_the_torn_and_the_broken(tmp_path:
     ]
     out.write_bytes(HEADER + b"".join(rows) + b"d,true,http://x/to")  # torn last row
     assert list(read_records(out, "csv")) == [
-        Record("", True, HEADER),
         Record("a", True, rows[0]),
         Record("b", False, rows[1]),
         Record("c", True, rows[3]),
@@ -39,11 +62,11 @@ def test_csv_records_keep_their_bytes_and_drop_the_torn_and_the_broken(tmp_path:
 def test_a_complete_last_csv_row_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     out.write_bytes(HEADER + b"a,true,u\r\n")
-    assert [record.id for record in read_records(out, "csv")] == ["", "a"]
+    assert [record.id for record in read_records(out, "csv")] == ["a"]
     out.write_bytes(b"url,status\r\nu,200\r\n")  # no id or ok column: nothing to keep
     assert list(read_records(out, "csv")) == []
     out.write_bytes(HEADER + b'a,true,"unterminated\r\n')
-    assert [record.id for record in read_records(out, "csv")] == [""]
+    assert [record.id for record in read_records(out, "csv")] == []
     assert list(read_records(tmp_path / "missing.csv", "csv")) == []
 
 
@@ -63,13 +86,13 @@ def test_rebuild_keeps_the_first_record_of_each_id(tmp_path: Path) -> None:
     connection = connect(tmp_path / "out.csv.journal")
     try:
         connection.execute("INSERT INTO done (id, ok, run) VALUES ('stale', 1, 3)")
-        assert rebuild(connection, out, "csv") == 2
+        assert rebuild(connection, _csv(out)) == 2
         assert _done(connection) == [("a", 1, 0), ("b", 0, 0)]
-        assert get_meta(connection, "output_length") == str(len(HEADER) + 11 + 12)
+        assert get_meta(connection, "output_length") == str(len(COPY_HEADER) + 11 + 12)
         assert get_meta(connection, "pending_rewrite") is None
     finally:
         connection.close()
-    assert out.read_bytes() == HEADER + b"a,true,u1\r\nb,false,u2\r\n"
+    assert out.read_bytes() == COPY_HEADER + b"a,true,u1\r\nb,false,u2\r\n"
     assert not (tmp_path / "out.csv.rewrite").exists()
 
 
@@ -81,32 +104,33 @@ def test_drop_failed_removes_failed_records_and_forgets_them(tmp_path: Path) -> 
         connection.executemany(
             "INSERT INTO done (id, ok, run) VALUES (?, ?, 1)", [("a", 1), ("b", 0), ("c", 0)]
         )
-        assert drop_failed(connection, out, "csv") == 2
+        assert drop_failed(connection, _csv(out)) == 2
         assert _done(connection) == [("a", 1, 1)]
-        assert get_meta(connection, "output_length") == str(len(HEADER) + 11)
+        assert get_meta(connection, "output_length") == str(len(COPY_HEADER) + 11)
     finally:
         connection.close()
-    assert out.read_bytes() == HEADER + b"a,true,u1\r\n"
+    assert out.read_bytes() == COPY_HEADER + b"a,true,u1\r\n"
 
 
-def test_sqlite_outputs_are_rebuilt_from_their_results_table(tmp_path: Path) -> None:
+def _failed(n: int) -> Result:
+    request = Request.create(f"http://127.0.0.1/{n}", id=f"r{n}")
+    return failure_result(request, "read", "reset", attempts=1, timings=Timings(), started_at="t")
+
+
+async def test_sqlite_outputs_are_rebuilt_from_their_results_table(tmp_path: Path) -> None:
     out = tmp_path / "out.sqlite"
+    sink = SqliteSink(out, append=True)
     connection = connect(tmp_path / "out.sqlite.journal")
     try:
-        assert rebuild(connection, out, "sqlite") == 0  # no output yet
-        with sqlite3.connect(out) as db:
-            db.execute("CREATE TABLE results (id TEXT PRIMARY KEY, ok INTEGER)")
-            db.executemany("INSERT INTO results VALUES (?, ?)", [("a", 1), ("b", 0), ("c", None)])
-        assert rebuild(connection, out, "sqlite") == 3
-        assert _done(connection) == [("a", 1, 0), ("b", 0, 0), ("c", 0, 0)]
-        assert drop_failed(connection, out, "sqlite") == 2
-        assert _done(connection) == [("a", 1, 0)]
+        assert rebuild(connection, sink) == 0  # an empty output
+        await sink.write([_failed(n) for n in range(3)])
+        await sink.flush(durable=True)
+        assert rebuild(connection, sink) == 3
+        assert _done(connection) == [("r0", 0, 0), ("r1", 0, 0), ("r2", 0, 0)]
+        assert get_meta(connection, "output_length") == "3"  # the highest row id
+        assert drop_failed(connection, sink) == 3
+        assert _done(connection) == []
+        assert get_meta(connection, "pending_rewrite") is None  # rows replace in place
     finally:
         connection.close()
-    empty = tmp_path / "empty.sqlite"
-    sqlite3.connect(empty).close()
-    connection = connect(tmp_path / "empty.sqlite.journal")
-    try:
-        assert rebuild(connection, empty, "sqlite") == 0
-    finally:
-        connection.close()
+        await sink.aclose()

@@ -14,6 +14,7 @@ from ._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._api import Fetcher as Fetcher
     from ._api import fetch_all as fetch_all
+    from ._api import fetch_to_file as fetch_to_file
     from ._api import run as run
     from ._errors import AsyncfetchError as AsyncfetchError
     from ._errors import BodyNotKept as BodyNotKept
@@ -64,6 +65,7 @@ _LAZY = {
     "TransportError": "._errors",
     "Fetcher": "._api",
     "fetch_all": "._api",
+    "fetch_to_file": "._api",
     "run": "._api",
     "ErrorInfo": "._models",
     "Request": "._models",
@@ -102,6 +104,7 @@ __all__ = [
     "amap",
     "amap_unordered",
     "fetch_all",
+    "fetch_to_file",
     "gather_limited",
     "run",
 ]

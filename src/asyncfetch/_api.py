@@ -1,14 +1,16 @@
-"""The library API: ``Fetcher``, ``fetch_all`` and ``run``."""
+"""The library API: ``Fetcher``, ``fetch_all``, ``run`` and ``fetch_to_file`` (resumable)."""
 
 from __future__ import annotations
 
 import asyncio
 import difflib
 import inspect
+import os
 import textwrap
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._models import InvalidInput, Request, Result, RunStats
@@ -26,15 +28,21 @@ from ._settings import (
 from .concurrency import amap_unordered
 from .pipeline.executor import RequestExecutor
 from .pipeline.runner import Runner
-from .pipeline.stores import ChannelStore
+from .pipeline.stats import StatsCollector
+from .pipeline.stores import ChannelStore, SinkStore
 from .policy.limits import GcraRateMeter
 from .policy.records import invalid_input_result
+from .queues.base import ResultStore
 from .queues.memory import MemoryQueue
 from .runtime.eventloop import run_coroutine
 from .transport.base import Transport
 from .transport.factory import open_transport, resolve_engine
 
+if TYPE_CHECKING:  # only a resumable run needs it (and sqlite3 behind it)
+    from .resume.output import ResumableOutput
+
 RequestLike = str | Request | Mapping[str, Any]
+Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]
 
 
 def make_settings(
@@ -211,6 +219,98 @@ class Fetcher:
             await queue.aclose()
             self.last_stats = runner.stats.snapshot()
 
+    async def fetch_to_file(
+        self,
+        requests: Requests,
+        path: str | os.PathLike[str],
+        *,
+        resume: bool = True,
+        output_format: str | None = None,
+        resume_force: bool = False,
+        retry_failed: bool = False,
+    ) -> RunStats:
+        """Fetch every request into the file ``path``: one record per request id.
+
+        The format is ``output_format`` (``jsonl``, ``csv``, ``sqlite``) or the one its
+        extension names. With ``resume`` (the default) the run keeps a journal beside
+        the output (``path.journal``), as ``fetch --resume`` does: after any crash,
+        ``kill -9`` included, calling this again with the same requests fetches only
+        those without a record, and the file ends with exactly one record per id.
+        ``resume_force`` and ``retry_failed`` are ``--resume-force`` and
+        ``--retry-failed``. Without ``resume`` the file is overwritten (a file with a
+        journal is refused). Returns the run's statistics (``skipped``: done earlier).
+        """
+        executor = self._require_open()
+        from .resume.filters import drop_repeat_batches, ready_batches
+        from .sources import iter_requests
+
+        stats = StatsCollector()
+        batches = ready_batches(iter_requests(requests, defaults=self._defaults))
+        concurrency = self.settings.limits.concurrency
+        async with AsyncExitStack() as stack:
+            if resume:
+                output = await self._open_resumable(
+                    path, output_format, resume_force, retry_failed
+                )
+                stack.push_async_callback(output.aclose)
+                store: ResultStore = output
+                filtered = output.unfinished(batches, stats)
+            else:
+                output, store = None, self._open_plain(path, output_format)
+                stack.push_async_callback(store.aclose)
+                filtered = drop_repeat_batches(batches, stats)
+            queue = MemoryQueue(batches=filtered, maxsize=concurrency * 2)
+            stack.push_async_callback(queue.aclose)
+            runner = Runner(queue, store, executor, concurrency=concurrency, stats=stats)
+            self.last_stats = await runner.run()
+            if (error := queue.feeder_error()) is not None:
+                raise error
+            if output is not None:
+                await output.finished()
+        return self.last_stats
+
+    async def _open_resumable(
+        self, path: str | os.PathLike[str], output_format: str | None, force: bool, retry: bool
+    ) -> ResumableOutput:
+        from .resume.fingerprint import fingerprint
+        from .resume.output import ResumableOutput
+        from .sinks import _resolve_format
+
+        chosen = _resolve_format(os.fspath(path), output_format)
+        options = self._record_options(chosen)
+        return await ResumableOutput.open(
+            path,
+            output_format=chosen,
+            include_headers=self.settings.body.include_headers,
+            make_fingerprint=lambda salt: fingerprint((), options, salt),
+            force=force,
+            retry_failed=retry,
+        )
+
+    def _open_plain(self, path: str | os.PathLike[str], output_format: str | None) -> SinkStore:
+        from .resume.location import refuse_journaled_output
+        from .sinks import open_sink
+
+        refuse_journaled_output(path)
+        include_headers = self.settings.body.include_headers
+        return SinkStore(
+            open_sink(path, output_format=output_format, include_headers=include_headers)
+        )
+
+    def _record_options(self, output_format: str) -> dict[str, Any]:
+        """The options that shape records, which a resumed job must keep (its fingerprint;
+        the requests themselves are the caller's to give again)."""
+        body, transport = self.settings.body, self.settings.transport
+        return {
+            "header": self._defaults.headers,
+            "proxy": transport.proxy,
+            "output_format": output_format,
+            "body": body.mode,
+            "include_headers": body.include_headers,
+            "max_body": body.max_body,
+            "max_redirects": transport.max_redirects,
+        }
+
 
 # Indented as the docstring's own lines are, so help() shows one even block.
 Fetcher.__doc__ = f"{Fetcher.__doc__}\n{textwrap.indent(_options_help(), '    ')}\n"
@@ -243,6 +343,28 @@ async def fetch_all(
         async for outcome in amap_unordered(fetcher.fetch, requests, limit=limit):
             indexed[outcome.index] = outcome.unwrap()
         return [indexed[index] for index in range(len(indexed))]
+
+
+async def fetch_to_file(
+    requests: Requests,
+    path: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    output_format: str | None = None,
+    resume_force: bool = False,
+    retry_failed: bool = False,
+    **options: Any,
+) -> RunStats:
+    """:meth:`Fetcher.fetch_to_file` with a Fetcher made from ``options`` for the run."""
+    async with Fetcher(**options) as fetcher:
+        return await fetcher.fetch_to_file(
+            requests,
+            path,
+            resume=resume,
+            output_format=output_format,
+            resume_force=resume_force,
+            retry_failed=retry_failed,
+        )
 
 
 def run(requests: Iterable[RequestLike], **options: Any) -> list[Result]:

@@ -15,7 +15,6 @@ import sys
 from abc import ABC, abstractmethod
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -31,7 +30,7 @@ from .run import run_with_exit_codes
 
 if TYPE_CHECKING:  # imported when collect runs: --help stays fast
     from ..queues.redis.collect import Collected
-    from ..resume.journal import Journal
+    from ..resume.output import ResumableOutput
 
 _POSITIONS_KEY = "collect_positions"
 
@@ -186,15 +185,12 @@ class _PlainWriter(_Writer):
 
 
 class _JournaledWriter(_Writer):
-    """To a file, with the resume journal (see the module doc)."""
+    """To a file, as the library's resumable output with the journal (see the module doc)."""
 
-    def __init__(self, sink: Sink, journal: Journal, start: dict[str, str]) -> None:
-        super().__init__(sink)
-        self._journal = journal
+    def __init__(self, output: ResumableOutput, start: dict[str, str]) -> None:
+        super().__init__(output.sink)
+        self._output = output
         self.start = start
-        from ..sinks import CsvSink, JsonlSink
-
-        self._line_sink = sink if isinstance(sink, JsonlSink | CsvSink) else None
 
     @classmethod
     async def open(
@@ -205,55 +201,43 @@ class _JournaledWriter(_Writer):
         console: Console,
         quiet: bool,
     ) -> _JournaledWriter:
+        from ..resume.fingerprint import fingerprint
         from ..resume.journal import get_meta
-        from ..resume.reopen import fingerprint, open_for_resume
-        from ..resume.rewrite import fsync_directory
-        from ..sinks import _resolve_format, open_sink
+        from ..resume.output import ResumableOutput
+        from ..sinks import _resolve_format
 
-        output = Path(str(target.output))
-        output_format = _resolve_format(str(output), target.output_format)
-        journal, report = await open_for_resume(
-            output,
-            output_format,
-            lambda salt: fingerprint((), {**identity, "output_format": output_format}, salt),
-            force=target.resume_force,
-        )
-        stack.push_async_callback(journal.aclose)
-        sink = open_sink(
-            output,
+        output_format = _resolve_format(str(target.output), target.output_format)
+        output = await ResumableOutput.open(
+            str(target.output),
             output_format=output_format,
             include_headers=identity["include_headers"],
-            append=True,
+            make_fingerprint=lambda salt: fingerprint(
+                (), {**identity, "output_format": output_format}, salt
+            ),
+            force=target.resume_force,
         )
-        stack.push_async_callback(sink.aclose)
-        await journal.call(lambda _db: fsync_directory(output.parent))
+        stack.push_async_callback(output.aclose)
         # A rebuilt journal knows the output's ids but not the stream positions: read the
         # streams from the start, and let the journal drop what is already written.
-        saved = await journal.call(lambda db: get_meta(db, _POSITIONS_KEY))
+        saved = await output.journal.call(lambda db: get_meta(db, _POSITIONS_KEY))
+        report = output.report
         start = {} if saved is None or report.rebuilt is not None else orjson.loads(saved)
         if not quiet and report.runs > 1:
-            say(console, f"resuming: {report.already_done} records already in {output}")
-        return cls(sink, journal, start)
+            say(console, f"resuming: {report.already_done} records already in {target.output}")
+        return cls(output, start)
 
     async def write(self, batch: list[Collected], positions: dict[str, str]) -> None:
-        done = await self._journal.lookup({item.result.id for item in batch})
+        done = await self._output.journal.lookup({item.result.id for item in batch})
         fresh: list[Collected] = []
         for item in batch:
             if item.result.id not in done:
                 done[item.result.id] = 0
                 fresh.append(item)
         self.counts.count(batch, fresh)
-        if fresh:
-            await self.sink.write([item.result for item in fresh])
-            await self.sink.flush(durable=True)
-        length = None if self._line_sink is None else self._line_sink.position
-        await self._journal.commit(
-            [(item.result.id, item.result.ok) for item in fresh],
-            length,
-            {_POSITIONS_KEY: orjson.dumps(positions).decode()},
-        )
+        meta = {_POSITIONS_KEY: orjson.dumps(positions).decode()}
+        await self._output.write([item.result for item in fresh], meta)
 
     async def finish(self, complete: bool) -> None:
         await super().finish(complete)
         if complete:
-            await self._journal.mark_complete()
+            await self._output.finished()

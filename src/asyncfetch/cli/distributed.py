@@ -180,7 +180,7 @@ async def _enqueue(
 ) -> int:
     from ..queues.redis.enqueue import Enqueuer, begin_enqueue
     from ..queues.redis.jobs import JobKeys, connected, finish_enqueue, redact_redis_url
-    from ..resume.reopen import fingerprint, fingerprint_differences
+    from ..resume.fingerprint import fingerprint, fingerprint_differences
 
     keys = JobKeys(job)
     # Validate every setting, -X and -H included, before anything is written.

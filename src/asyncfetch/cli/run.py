@@ -218,7 +218,7 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
     if "report" in extra:
         notes.append(f"report: {extra['report']}")
     if runner.stopping:
-        notes += interrupted_lines(job, wiring.journal is not None)
+        notes += interrupted_lines(job, wiring.output is not None)
     return _finish(job, runner, result, console, engine, extra, notes, watch)
 
 

@@ -50,7 +50,7 @@ class _StatusError(Exception):
 
 def _local_status(output: str | None) -> dict[str, Any]:
     from ..resume.journal import journal_path
-    from ..resume.reopen import journal_status
+    from ..resume.status import journal_status
 
     path = journal_path(output or "")
     if not path.is_file():

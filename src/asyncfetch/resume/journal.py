@@ -2,11 +2,13 @@
 
 It sits next to the output (``OUT.journal``) and holds, besides the ids:
 
-- ``output_length``: the byte length of a JSONL/CSV output at the last commit. Results
-  are written and fsynced *before* the transaction that records their ids and the new
-  length, so the journal never runs ahead of the output. After a crash the output may
-  hold more than the journal knows (a batch written but not recorded, or a torn line):
-  resume cuts it back to ``output_length`` and fetches those requests again.
+- ``output_length``: the output's committed position at the last commit, as its
+  :class:`~asyncfetch.sinks.base.ResumableSink` counts it (bytes of a JSONL/CSV file, the
+  highest row id of a SQLite table; the key keeps its first name). Results are written
+  and fsynced *before* the transaction that records their ids and the new position, so
+  the journal never runs ahead of the output. After a crash the output may hold more
+  than the journal knows (a batch written but not recorded, or a torn line): resume has
+  the sink cut it back to that position and fetches those requests again.
 - the run's fingerprint (inputs and request options), to refuse a mismatched resume.
 - ``pending_rewrite``: a redo record for the one step that replaces the output file
   (``--retry-failed`` and ``--resume-force`` rewrite it), so a crash in between is
@@ -57,7 +59,7 @@ class JournalState:
     """What the journal says about the job so far."""
 
     fingerprint: dict[str, Any] | None
-    output_length: int
+    output_length: int | None  # None: never recorded
     pending_rewrite: str | None
     done: int
     failed: int
@@ -126,7 +128,7 @@ def read_state(connection: sqlite3.Connection) -> JournalState:
         fingerprint = get_meta(connection, "fingerprint")
         return JournalState(
             fingerprint=None if fingerprint is None else orjson.loads(fingerprint),
-            output_length=int(get_meta(connection, "output_length") or 0),
+            output_length=_optional_int(get_meta(connection, "output_length")),
             pending_rewrite=get_meta(connection, "pending_rewrite"),
             done=int(done),
             failed=int(failed),
@@ -136,6 +138,10 @@ def read_state(connection: sqlite3.Connection) -> JournalState:
         )
     finally:
         connection.execute("COMMIT")
+
+
+def _optional_int(text: str | None) -> int | None:
+    return None if text is None else int(text)
 
 
 class Journal:
@@ -211,10 +217,10 @@ class Journal:
     async def commit(
         self,
         entries: Sequence[tuple[str, bool]],
-        output_length: int | None,
+        position: int | None,
         meta: Mapping[str, str] | None = None,
     ) -> None:
-        """Record ``(id, ok)`` pairs (and the output's new length) in one transaction.
+        """Record ``(id, ok)`` pairs (and the output's new position) in one transaction.
 
         ``meta``: more of the job's place to move in the same transaction (``collect``
         keeps its positions in the Redis streams here)."""
@@ -226,8 +232,8 @@ class Journal:
                     "INSERT OR REPLACE INTO done (id, ok, run) VALUES (?, ?, ?)",
                     [(request_id, int(ok), run) for request_id, ok in entries],
                 )
-                if output_length is not None:
-                    set_meta(connection, "output_length", str(output_length))
+                if position is not None:
+                    set_meta(connection, "output_length", str(position))
                 for key, value in (meta or {}).items():
                     set_meta(connection, key, value)
 

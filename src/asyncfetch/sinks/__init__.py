@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .._errors import ConfigError
 from .._lazy import lazy_exports
-from .base import Sink
+from .base import ResumableSink, Sink
 from .jsonl import JsonlSink
 
 if TYPE_CHECKING:
@@ -25,8 +25,10 @@ __all__ = [
     "BodyStore",
     "CsvSink",
     "JsonlSink",
+    "ResumableSink",
     "Sink",
     "SqliteSink",
+    "open_resumable_sink",
     "open_sink",
 ]
 
@@ -92,6 +94,27 @@ def open_sink(
 
             return CsvSink.stdout(include_headers=include_headers)
         return JsonlSink.stdout()
+    return _open_file(target, chosen, include_headers=include_headers, append=append)
+
+
+def open_resumable_sink(
+    path: str | os.PathLike[str],
+    *,
+    output_format: str | None = None,
+    include_headers: bool = False,
+) -> ResumableSink:
+    """Open ``path`` to append to it as a :class:`ResumableSink` (JSONL, CSV or SQLite).
+
+    The format is chosen as by :func:`open_sink`; stdout cannot be resumed.
+    """
+    target = os.fspath(path)
+    chosen = _resolve_format(target, output_format)
+    return _open_file(target, chosen, include_headers=include_headers, append=True)
+
+
+def _open_file(
+    target: str, chosen: str, *, include_headers: bool, append: bool
+) -> JsonlSink | CsvSink | SqliteSink:
     if chosen == "csv":
         from .csv import CsvSink
 

@@ -11,13 +11,14 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
 from .._errors import OutputClosed, OutputError, caused_by
 from .._models import Result
+from .base import KeepRecords, SavedRecord, StagedRewrite
 
 DEFAULT_BATCH_BYTES = 1024 * 1024
 # Below this a write to a regular file takes microseconds; a thread hop would cost more.
@@ -31,6 +32,8 @@ WRITEBACK_STEP: Final = 1024 * 1024
 Fadvise = Callable[[int, int, int, int], None]
 _FADVISE: Final[Fadvise | None] = getattr(os, "posix_fadvise", None)
 _DONTNEED: Final[int] = getattr(os, "POSIX_FADV_DONTNEED", 0)
+# A rewrite of OUT (resume: --retry-failed, rebuilds) is staged in OUT.rewrite.
+REWRITE_SUFFIX: Final = ".rewrite"
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -107,6 +110,31 @@ class FileWriter:
     def position(self) -> int:
         """Bytes of the file known to be written (the size after the last flush)."""
         return self._position
+
+    @property
+    def name(self) -> str:
+        """The file's path, or ``stdout``."""
+        return self._name
+
+    def truncate(self, position: int) -> int:
+        """Cut the file back to ``position`` and fsync it (blocking); returns bytes dropped.
+
+        What is buffered is dropped too: it would have been written after ``position``.
+        """
+        self._check_usable()
+        self._buffer = bytearray()
+        size = os.fstat(self._stream.fileno()).st_size
+        if size <= position:
+            return 0
+        try:
+            os.ftruncate(self._stream.fileno(), position)
+            os.fsync(self._stream.fileno())
+        except OSError as exc:
+            raise caused_by(
+                OutputError(f"cannot truncate {self._name}: {describe_os_error(exc)}"), exc
+            )
+        self._position = self._written_back = position
+        return size - position
 
     def append(self, data: bytes) -> bool:
         """Buffer whole lines; True when the buffer is large enough to be written out."""
@@ -262,6 +290,48 @@ class BufferedFileSink:
         """Same as :attr:`position`; an async method shared with the SQLite sink."""
         return self._writer.position
 
+    # -- ResumableSink (sinks/base.py): what the resume journal asks of the output --
+
+    @property
+    def path(self) -> Path:
+        """The output file (``stdout`` for a sink writing to stdout, which cannot resume)."""
+        return Path(self._writer.name)
+
+    @property
+    def position_unit(self) -> str:
+        return "bytes"
+
+    async def committed_position(self) -> int:
+        """The committed byte length of the output after the last flush."""
+        return self._writer.position
+
+    async def truncate(self, position: int) -> int:
+        """Cut the output back to ``position`` bytes, durably; returns the bytes dropped."""
+        dropped = await asyncio.to_thread(self._writer.truncate, position)
+        self._after_truncate()
+        return dropped
+
+    def read_back(self) -> Iterator[SavedRecord]:
+        """The output's whole, well-formed records, in order (blocking)."""
+        with open(self.path, "rb") as file:
+            yield from self._read_records(file)
+
+    def stage_rewrite(self, keep: KeepRecords, batch_size: int) -> StagedRewrite:
+        """Write the records ``keep`` keeps to ``OUT.rewrite`` and fsync it (blocking)."""
+        copy = self.path.with_name(self.path.name + REWRITE_SUFFIX)
+        with open(copy, "wb") as out:
+            out.write(self._copy_prefix())
+            batch: list[SavedRecord] = []
+            for record in self.read_back():
+                batch.append(record)
+                if len(batch) >= batch_size:
+                    out.write(b"".join(kept.data for kept in keep(batch)))
+                    batch = []
+            out.write(b"".join(kept.data for kept in keep(batch)) if batch else b"")
+            out.flush()
+            os.fsync(out.fileno())
+            return StagedRewrite(out.tell(), copy)
+
     async def write(self, results: Sequence[Result]) -> None:
         """Buffer the records; write them out once a batch has accumulated."""
         if self._writer.append_with(lambda buffer: self._encode_into(buffer, results)):
@@ -288,6 +358,17 @@ class BufferedFileSink:
 
     def _encode(self, results: Sequence[Result]) -> bytes:
         raise NotImplementedError
+
+    def _read_records(self, file: BinaryIO) -> Iterator[SavedRecord]:
+        """Parse ``file`` back into records; a format's own reader (see read_back)."""
+        raise NotImplementedError
+
+    def _copy_prefix(self) -> bytes:
+        """What a rewritten copy starts with before its records (CSV: the header row)."""
+        return b""
+
+    def _after_truncate(self) -> None:
+        """Restore what an empty output must start with (CSV: the header row)."""
 
     def _encode_into(self, buffer: bytearray, results: Sequence[Result]) -> None:
         """Append the encoded records to ``buffer``; override to skip the extra copy."""

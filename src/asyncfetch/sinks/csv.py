@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +25,10 @@ from ._files import (
     stdout_stream,
 )
 from ._records import FlatValue, flat_columns, flat_row
+from .base import SavedRecord
+
+# Read back with surrogateescape, and written so again, any byte sequence round-trips.
+_READ_BACK_ERRORS = "surrogateescape"
 
 
 def _cell_text(value: FlatValue) -> str:
@@ -47,6 +51,21 @@ def _existing_header(path: Path) -> list[str] | None:
         raise caused_by(
             OutputError(f"cannot read output file {path}: {describe_os_error(exc)}"), exc
         )
+
+
+def _ends_with_line_break(file: BinaryIO) -> bool:
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(size - 2, 0))
+    ending = file.read(2)
+    file.seek(0)
+    return ending == b"\r\n"
+
+
+def _csv_rows(text: io.TextIOWrapper) -> Iterator[list[str]]:
+    try:
+        yield from csv.reader(text, strict=True)
+    except csv.Error:
+        return  # an unterminated quoted field: everything from there on is torn
 
 
 def _check_header(path: Path, columns: tuple[str, ...]) -> None:
@@ -131,10 +150,43 @@ class CsvSink(BufferedFileSink):
             return line
         return line + "\r\n"
 
-    def _encode_rows(self, rows: Sequence[Sequence[str | int | float]]) -> bytes:
+    def _encode_rows(
+        self, rows: Sequence[Sequence[str | int | float]], errors: str = "backslashreplace"
+    ) -> bytes:
         self._csv.writerows(rows)
         text = self._text.getvalue()
         self._text.seek(0)
         self._text.truncate()
         # Lone surrogates (from surrogateescape-decoded URLs) are not UTF-8: escape them.
-        return text.encode("utf-8", "backslashreplace")
+        return text.encode("utf-8", errors)
+
+    def _copy_prefix(self) -> bytes:
+        return self._encode_rows([self._columns])
+
+    def _after_truncate(self) -> None:
+        if self._writer.position == 0:
+            self._writer.append(self._encode_rows([self._columns]))
+
+    def _read_records(self, file: BinaryIO) -> Iterator[SavedRecord]:
+        """Rows with as many cells as the header; each held back by one, since only the
+        last may be cut short (a complete file ends with a line break)."""
+        complete = _ends_with_line_break(file)
+        text = io.TextIOWrapper(file, encoding="utf-8", errors=_READ_BACK_ERRORS, newline="")
+        try:
+            rows = _csv_rows(text)
+            header = next(rows, None)
+            if header is None or "id" not in header or "ok" not in header:
+                return
+            previous: list[str] | None = None
+            for row in rows:
+                if previous is not None and len(previous) == len(header):
+                    yield self._saved(header, previous)
+                previous = row
+            if previous is not None and complete and len(previous) == len(header):
+                yield self._saved(header, previous)
+        finally:
+            text.detach()  # the file is the caller's to close
+
+    def _saved(self, header: list[str], row: list[str]) -> SavedRecord:
+        data = self._encode_rows([row], _READ_BACK_ERRORS)
+        return SavedRecord(row[header.index("id")], row[header.index("ok")] == "true", data)

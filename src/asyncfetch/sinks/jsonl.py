@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import orjson
 
 from .._models import Result
 from ._files import (
@@ -16,6 +18,7 @@ from ._files import (
     stdout_stream,
 )
 from ._records import encode_lines_into
+from .base import SavedRecord
 
 
 class JsonlSink(BufferedFileSink):
@@ -53,3 +56,13 @@ class JsonlSink(BufferedFileSink):
 
     def _encode_into(self, buffer: bytearray, results: Sequence[Result]) -> None:
         encode_lines_into(buffer, results)
+
+    def _read_records(self, file: BinaryIO) -> Iterator[SavedRecord]:
+        for line in file:
+            if not line.endswith(b"\n"):
+                return  # a torn last line: not a record
+            try:
+                record = orjson.loads(line)
+                yield SavedRecord(str(record["id"]), bool(record["ok"]), line)
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # a damaged line in the middle: dropped, so its request is redone

@@ -5,6 +5,9 @@ record for the same request replaces the earlier one (``--retry-failed`` relies 
 The schema is fixed: the ``headers`` column always exists and is NULL for records that
 carry no headers.
 
+Resume (ResumableSink, sinks/base.py): the position is the highest row id. A new or
+replaced row gets a higher one, so the rows written after a position are those above it.
+
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``; each flush commits
 one transaction, which survives a crash of the process. ``flush(durable=True)`` commits
 with ``synchronous=FULL`` (or checkpoints when nothing is pending), which also survives a
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +31,7 @@ from typing import TypeVar
 from .._errors import OutputError
 from .._models import Result
 from ._records import FlatValue, dumps, flat_columns, flat_row
+from .base import KeepRecords, SavedRecord, StagedRewrite
 
 T = TypeVar("T")
 
@@ -88,11 +92,13 @@ class SqliteSink:
         self._pending: list[tuple[FlatValue, ...]] = []
         self._unsynced = False
         self._closed = False
+        self._position = 0
         self._lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asyncfetch-sqlite")
         try:
             # Opening is rare and must fail loudly at once, so it waits for the thread.
             self._connection = self._executor.submit(self._connect, append).result()
+            self._position = self._executor.submit(self._highest_row).result()
         except BaseException:
             self._executor.shutdown(wait=True)
             raise
@@ -100,6 +106,46 @@ class SqliteSink:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def position_unit(self) -> str:
+        return "rows"
+
+    async def committed_position(self) -> int:
+        """The highest row id committed so far (0 for an empty table)."""
+        return self._position
+
+    async def truncate(self, position: int) -> int:
+        """Delete, durably, the rows written after ``position``; returns how many."""
+        self._check_open()
+        async with self._lock:
+            self._pending = []
+            return await self._call(lambda: self._delete_after(position))
+
+    def read_back(self) -> Iterator[SavedRecord]:
+        """Every row, in the order written (blocking; reads through its own connection)."""
+        connection = sqlite3.connect(self._path)
+        try:
+            query = "SELECT id, COALESCE(ok, 0), record FROM results ORDER BY rowid"
+            for request_id, ok, record in connection.execute(query):
+                yield SavedRecord(str(request_id), bool(ok), str(record or "").encode())
+        finally:
+            connection.close()
+
+    def stage_rewrite(self, keep: KeepRecords, batch_size: int) -> StagedRewrite:
+        """Nothing to copy: ``id`` is the key, so a new record replaces a dropped one.
+
+        ``keep`` still sees every row, in batches (a rebuild learns the ids from it).
+        """
+        batch: list[SavedRecord] = []
+        for record in self.read_back():
+            batch.append(record)
+            if len(batch) >= batch_size:
+                keep(batch)
+                batch = []
+        if batch:
+            keep(batch)
+        return StagedRewrite(self._position, None)
 
     async def size(self) -> int:
         """The number of rows committed to the ``results`` table."""
@@ -186,6 +232,23 @@ class SqliteSink:
             connection.execute(_CREATE)
             _add_missing_columns(connection)
 
+    def _highest_row(self) -> int:
+        row = self._connection.execute("SELECT COALESCE(MAX(rowid), 0) FROM results").fetchone()
+        return int(row[0])
+
+    def _delete_after(self, position: int) -> int:
+        connection = self._connection
+        connection.execute("PRAGMA synchronous=FULL")
+        try:
+            with connection:
+                deleted = connection.execute(
+                    "DELETE FROM results WHERE rowid > ?", (position,)
+                ).rowcount
+        finally:
+            connection.execute("PRAGMA synchronous=NORMAL")
+        self._position = self._highest_row()
+        return int(deleted)
+
     def _commit(self, rows: list[tuple[FlatValue, ...]], *, durable: bool) -> None:
         connection = self._connection
         if not rows:
@@ -200,4 +263,5 @@ class SqliteSink:
             finally:
                 if durable:
                     connection.execute("PRAGMA synchronous=NORMAL")
+            self._position = self._highest_row()
         self._unsynced = not durable
