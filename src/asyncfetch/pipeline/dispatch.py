@@ -50,12 +50,16 @@ class Dispatcher:
         concurrency: int,
         lookahead: int,
     ) -> None:
-        self._queue: TakesReady
+        ready: TakesReady
         self._prefetch: Prefetch | None = None
         if takes_ready(queue):
-            self._queue = queue
+            ready = queue
         else:
-            self._queue = self._prefetch = Prefetch(queue)
+            ready = self._prefetch = Prefetch(queue)
+        # Bound once: called per request, without a method look-up.
+        self._take_nowait = ready.take_nowait
+        self._call_when_ready = ready.call_when_ready
+        self._on_landed = self.landed
         self._executor = executor
         self._results = results
         self._stats = stats
@@ -118,7 +122,6 @@ class Dispatcher:
     def _start_what_fits(self) -> None:
         self._unpark()
         executor = self._executor
-        queue = self._queue
         while not self._input_done:
             if (
                 self._in_flight >= self._concurrency
@@ -129,13 +132,13 @@ class Dispatcher:
             if self._results.backlogged:
                 self._results.call_when_room(self._pump)
                 return
-            item = queue.take_nowait()
+            item = self._take_nowait()
             if item is None:
                 self._input_done = True
                 self._check_done()
                 return
             if not isinstance(item, WorkItem):
-                queue.call_when_ready(self._pump)
+                self._call_when_ready(self._pump)
                 return
             self._start(item)
 
@@ -144,7 +147,7 @@ class Dispatcher:
         if isinstance(request, InvalidInput):
             self._results.push((item, invalid_input_result(request)))
             return
-        job = Job(item, request, self)
+        job = Job(item, request, self._on_landed)
         host = job.host
         # A host with parked items is busy: a new item must not overtake them.
         if host in self._parked or not self._executor.try_hold(job):

@@ -14,12 +14,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import urlsplit
 
 from .._errors import ErrorKind, TransportError
 from .._models import Request, Response, Result, Timings
-from .._settings import Settings
+from .._settings import Settings, Timeouts
 from ..policy.deadlines import DeadlineWatch, overdue_error
 from ..policy.hosts import host_of
 from ..policy.limits import PerHostLimiter, RateLimiter, Slots
@@ -27,7 +27,7 @@ from ..policy.records import failure_result, success_result, utc_now_iso
 from ..policy.redact import CREDENTIAL_HEADERS, redact_text
 from ..policy.retry import decide_after_error, decide_after_response
 from ..queues.base import WorkItem
-from ..transport.base import Landing, StartsNow, Transport, starts_now
+from ..transport.base import Landing, Transport, starts_now
 from ..transport.redirects import REDIRECT_STATUSES, send_following
 
 SaveBody = Callable[[Request, Response], Awaitable[str]]
@@ -57,11 +57,10 @@ class Clock:
         return cls(started, utc_now_iso(), queued)
 
 
-class JobOwner(Protocol):
-    """Who drives a job: told when an attempt started by :meth:`RequestExecutor.start`
-    ends (from the transport's callbacks)."""
-
-    def landed(self, job: Job, outcome: Landing) -> None: ...
+# Who drives a job: told when an attempt started by RequestExecutor.start ends (from the
+# transport's callbacks). A bound method, called without a method look-up.
+OnLanded = Callable[["Job", Landing], None]
+StartNow = Callable[["Job", Timeouts, int], bool]
 
 
 class Job:
@@ -70,12 +69,12 @@ class Job:
     It is also the transport's ``Exchange`` for an attempt started from a callback.
     """
 
-    __slots__ = ("clock", "delay", "first", "host", "item", "made", "owner", "request")
+    __slots__ = ("clock", "delay", "first", "host", "item", "made", "on_landed", "request")
 
-    def __init__(self, item: WorkItem, request: Request, owner: JobOwner | None) -> None:
+    def __init__(self, item: WorkItem, request: Request, on_landed: OnLanded | None) -> None:
         self.item = item
         self.request = request
-        self.owner = owner
+        self.on_landed = on_landed
         self.host = host_of(request.url)  # the per-host limit's key
         self.clock = Clock.start(item.enqueued_at)
         self.made = 0  # attempts made (a resend after a stale connection is not one)
@@ -83,9 +82,9 @@ class Job:
         self.first: Response | None = None  # a redirect the next attempt follows from
 
     def landed(self, outcome: Landing) -> None:
-        owner = self.owner
-        if owner is not None:
-            owner.landed(self, outcome)
+        on_landed = self.on_landed
+        if on_landed is not None:
+            on_landed(self, outcome)
 
 
 class RequestExecutor:
@@ -119,9 +118,9 @@ class RequestExecutor:
         self._follows = settings.transport.max_redirects > 0
         # The transport's fast path, used when a final outcome becomes a Result without
         # awaiting anything: no rate limit to wait for, no body to save.
-        self._starts_now: StartsNow | None = None
+        self._start_now: StartNow | None = None
         if rate_limiter is None and save_body is None and starts_now(transport):
-            self._starts_now = transport
+            self._start_now = transport.start_now
 
     @property
     def settings(self) -> Settings:
@@ -169,12 +168,10 @@ class RequestExecutor:
         False when the transport cannot start it now: the slots are given back and the
         caller runs :meth:`complete` in a task.
         """
-        transport = self._starts_now
-        if transport is not None and job.delay == 0.0 and job.first is None:
+        start_now = self._start_now
+        if start_now is not None and job.delay == 0.0 and job.first is None:
             settings = self._settings
-            if transport.start_now(
-                job, timeouts=settings.timeouts, max_body=settings.body.max_body
-            ):
+            if start_now(job, settings.timeouts, settings.body.max_body):
                 return True
         self._release(job)
         return False

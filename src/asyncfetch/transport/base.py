@@ -57,7 +57,7 @@ class Exchange(Protocol):
 class StartsNow(Protocol):
     """A transport capability: send on a connection that is ready now, or say it cannot."""
 
-    def start_now(self, exchange: Exchange, *, timeouts: Timeouts, max_body: int) -> bool:
+    def start_now(self, exchange: Exchange, timeouts: Timeouts, max_body: int, /) -> bool:
         """Start ``exchange.request`` now, without awaiting anything.
 
         False when that is not possible right now (no idle connection, a request this

@@ -277,7 +277,7 @@ class FastTransport:
         pool.release(conn)
         return response
 
-    def start_now(self, exchange: Exchange, *, timeouts: Timeouts, max_body: int) -> bool:
+    def start_now(self, exchange: Exchange, timeouts: Timeouts, max_body: int, /) -> bool:
         """Start ``exchange.request`` on an idle kept-alive connection, without awaiting
         anything (the ``StartsNow`` capability of ``transport/base.py``).
 
