@@ -30,20 +30,7 @@ LAYERS: list[tuple[str, str]] = [
 ROOT_PACKAGE_LAYER = "commands"  # asyncfetch/__init__.py re-exports from every layer
 
 # (importer, imported) pairs that break a rule today, and why.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    (
-        "pipeline.lane",
-        "queues.memory",
-    ): "the fast lane drives the memory queue directly (to become a queue capability)",
-    (
-        "pipeline.lane",
-        "transport.fast.transport",
-    ): "the fast lane drives the fast transport directly (to become a transport capability)",
-    (
-        "pipeline.lane",
-        "transport.fast.connection",
-    ): "the fast lane reads the fast transport's stale-connection outcome",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

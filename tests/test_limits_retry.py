@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 import pytest
 
 from asyncfetch import ConfigError, Request, RetryPolicy
 from asyncfetch._errors import ConnectError, ReadError, TooLargeError
 from asyncfetch._models import Response
+from asyncfetch.policy.hosts import host_of
 from asyncfetch.policy.limits import GcraRateMeter, PerHostLimiter
 from asyncfetch.policy.retry import (
     backoff_delay,
@@ -171,3 +173,25 @@ async def test_deadline_watch_cancels_only_overdue_tasks() -> None:
     with pytest.raises(asyncio.CancelledError):
         await stopped
     await watch.aclose()
+
+
+def test_the_per_host_key_is_the_host_of_each_url_even_after_a_similar_one() -> None:
+    # host_of remembers the last URL's authority; a URL that merely starts with the same
+    # text must still get its own host (each is checked right after the one before it).
+    urls = [
+        "http://a.test/x",
+        "http://a.test",
+        "http://a.test?q=1",
+        "http://a.test.evil/x",
+        "http://a.test:8080/x",
+        "http://a.test:80/x",
+        "http://a.test:8080#f",
+        "https://A.Test/x",
+        "http://user:pw@b.test/x",
+        "http://b.test/x",
+        "http://[::1]:8080/x",
+        "http://a.test/x",
+    ]
+    assert [host_of(url) for url in urls] == [
+        (urlsplit(url).hostname or "").lower() for url in urls
+    ]

@@ -57,7 +57,7 @@ def test_the_wheel_carries_every_compiled_module_and_a_platform_tag(wheel: Path)
     wanted = {name.replace(".", "/") + SUFFIX for name in [*NATIVE_MODULES, *C_MODULES]}
     wanted.add("asyncfetch/_native__mypyc" + SUFFIX)
     assert wanted - names == set()
-    assert "asyncfetch/pipeline/lane.py" in names  # the sources stay beside them
+    assert "asyncfetch/pipeline/dispatch.py" in names  # the sources stay beside them
     # What the HTML report inlines: a report from an installed wheel must not break.
     assets = {"uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE", "report.js", "report.css"}
     assert {f"asyncfetch/report/assets/{name}" for name in assets} - names == set()
@@ -73,7 +73,7 @@ async def test_the_installed_wheel_runs_compiled(
     urls.write_text("".join(f"{server.url(f'/ok?n={n}')}\n" for n in range(20)))
     out = tmp_path / "out.jsonl"
     script = (
-        "import sys, asyncfetch.pipeline.lane as lane; print(lane.__file__); "
+        "import sys, asyncfetch.pipeline.dispatch as dispatch; print(dispatch.__file__); "
         "from asyncfetch.cli import main; sys.argv[0] = 'asyncfetch'; main()"
     )
     process = await asyncio.create_subprocess_exec(
@@ -85,7 +85,7 @@ async def test_the_installed_wheel_runs_compiled(
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
-    lane = installed / "asyncfetch" / "pipeline" / ("lane" + SUFFIX)
-    assert stdout.decode().strip() == str(lane)
+    dispatch = installed / "asyncfetch" / "pipeline" / ("dispatch" + SUFFIX)
+    assert stdout.decode().strip() == str(dispatch)
     records = read_jsonl(out)
     assert len(records) == 20 and all(record["ok"] for record in records)

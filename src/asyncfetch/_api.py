@@ -7,7 +7,8 @@ import difflib
 import inspect
 import os
 import textwrap
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,14 +26,12 @@ from ._settings import (
     TransportOptions,
     parse_status_list,
 )
-from .concurrency import amap_unordered
 from .pipeline.executor import RequestExecutor
 from .pipeline.runner import Runner
 from .pipeline.stats import StatsCollector
 from .pipeline.stores import ChannelStore, SinkStore
 from .policy.limits import GcraRateMeter
-from .policy.records import invalid_input_result
-from .queues.base import ResultStore
+from .queues.base import Completed, ResultStore
 from .queues.memory import MemoryQueue
 from .runtime.eventloop import run_coroutine
 from .transport.base import Transport
@@ -184,13 +183,26 @@ class Fetcher:
     async def fetch(self, request: RequestLike) -> Result:
         """Fetch one URL, Request or request spec; always returns a Result, never raises
         for a network failure (the failure is in ``result.error``)."""
-        executor = self._require_open()
         from .sources import to_request
 
-        built = to_request(request, None, self._defaults)
-        if isinstance(built, InvalidInput):
-            return invalid_input_result(built)
-        return await executor.execute(built)
+        [result] = await self._in_order(_one(to_request(request, None, self._defaults)))
+        return result
+
+    async def _in_order(self, built: AsyncIterator[Request | InvalidInput]) -> list[Result]:
+        """Run ``built`` through the run loop, as :meth:`stream` does; the results in
+        input order. An error of the input itself is raised once the rest has run."""
+        executor = self._require_open()
+        concurrency = self.settings.limits.concurrency
+        store = _InputOrder()
+        queue = MemoryQueue(store.numbered(built), maxsize=concurrency)
+        try:
+            await Runner(queue, store, executor, concurrency=concurrency).run()
+        finally:
+            await queue.aclose()
+        error = queue.feeder_error()
+        if error is not None:
+            raise error
+        return store.in_order()
 
     async def stream(
         self, requests: Iterable[RequestLike] | AsyncIterable[RequestLike]
@@ -333,16 +345,62 @@ async def _run_then_close(runner: Runner, store: ChannelStore) -> None:
     await store.aclose()
 
 
+class _InputOrder:
+    """A ResultStore that puts each result back at its input's position."""
+
+    def __init__(self) -> None:
+        # Positions of the requests in flight, by identity: the same Request object may
+        # come twice, and ids of finished ones may be reused.
+        self._positions: dict[int, deque[int]] = {}
+        self._results: dict[int, Result] = {}
+
+    async def numbered(
+        self, built: AsyncIterator[Request | InvalidInput]
+    ) -> AsyncIterator[Request | InvalidInput]:
+        position = 0
+        async for request in built:
+            self._positions.setdefault(id(request), deque()).append(position)
+            position += 1
+            yield request
+
+    async def commit(self, batch: Sequence[Completed]) -> None:
+        for item, result in batch:
+            positions = self._positions[id(item.request)]
+            self._results[positions.popleft()] = result
+            if not positions:
+                del self._positions[id(item.request)]
+
+    def in_order(self) -> list[Result]:
+        return [self._results[position] for position in range(len(self._results))]
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _one(request: Request | InvalidInput) -> AsyncIterator[Request | InvalidInput]:
+    yield request
+
+
+async def _built(
+    requests: Iterable[RequestLike] | AsyncIterable[RequestLike], fetcher: Fetcher
+) -> AsyncIterator[Request | InvalidInput]:
+    """Each input as :meth:`Fetcher.fetch` takes it (no line numbers)."""
+    from .sources import to_request
+
+    if isinstance(requests, AsyncIterable):
+        async for request in requests:
+            yield to_request(request, None, fetcher._defaults)
+    else:
+        for request in requests:
+            yield to_request(request, None, fetcher._defaults)
+
+
 async def fetch_all(
     requests: Iterable[RequestLike] | AsyncIterable[RequestLike], **options: Any
 ) -> list[Result]:
     """Fetch everything and return the results in input order."""
     async with Fetcher(**options) as fetcher:
-        indexed: dict[int, Result] = {}
-        limit = fetcher.settings.limits.concurrency
-        async for outcome in amap_unordered(fetcher.fetch, requests, limit=limit):
-            indexed[outcome.index] = outcome.unwrap()
-        return [indexed[index] for index in range(len(indexed))]
+        return await fetcher._in_order(_built(requests, fetcher))
 
 
 async def fetch_to_file(

@@ -1,4 +1,11 @@
-"""Turn one Request into its one final Result: limits, attempts, retries, body policy."""
+"""Turn one Request into its one final Result: limits, attempts, retries, body policy.
+
+Every per-request policy is here once, for both ways a request is driven: a task that
+awaits (:meth:`RequestExecutor.complete`), and a callback from the transport when it
+started the attempt itself (:meth:`RequestExecutor.start`, then
+:meth:`RequestExecutor.land`). Both end an attempt in :meth:`RequestExecutor._ends`, the
+one place that decides between a record, a retry and a redirect to follow.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +19,16 @@ from urllib.parse import urlsplit
 
 from .._errors import ErrorKind, TransportError
 from .._models import Request, Response, Result, Timings
-from .._settings import Settings
+from .._settings import Settings, Timeouts
 from ..policy.deadlines import DeadlineWatch, overdue_error
 from ..policy.hosts import host_of
 from ..policy.limits import LimitWaits, PerHostLimiter, RateLimiter, Slots
 from ..policy.records import failure_result, success_result, utc_now_iso
 from ..policy.redact import CREDENTIAL_HEADERS, redact_text
-from ..policy.retry import RetryDecision, decide_after_error, decide_after_response
-from ..transport.base import Transport
-from ..transport.redirects import send_following
+from ..policy.retry import decide_after_error, decide_after_response
+from ..queues.base import WorkItem
+from ..transport.base import Landing, Transport, starts_now
+from ..transport.redirects import REDIRECT_STATUSES, send_following
 
 SaveBody = Callable[[Request, Response], Awaitable[str]]
 Outcome = Response | TransportError
@@ -54,6 +62,36 @@ class Clock:
         return cls(started, utc_now_iso(), queued)
 
 
+# Who drives a job: told when an attempt started by RequestExecutor.start ends (from the
+# transport's callbacks). A bound method, called without a method look-up.
+OnLanded = Callable[["Job", Landing], None]
+StartNow = Callable[["Job", Timeouts, int], bool]
+
+
+class Job:
+    """One request between its attempts: what has been done, and what is owed next.
+
+    It is also the transport's ``Exchange`` for an attempt started from a callback.
+    """
+
+    __slots__ = ("clock", "delay", "first", "host", "item", "made", "on_landed", "request")
+
+    def __init__(self, item: WorkItem, request: Request, on_landed: OnLanded | None) -> None:
+        self.item = item
+        self.request = request
+        self.on_landed = on_landed
+        self.host = host_of(request.url)  # the per-host limit's key
+        self.clock = Clock.start(item.enqueued_at)
+        self.made = 0  # attempts made (a resend after a stale connection is not one)
+        self.delay = 0.0  # the backoff owed before the next attempt
+        self.first: Response | None = None  # a redirect the next attempt follows from
+
+    def landed(self, outcome: Landing) -> None:
+        on_landed = self.on_landed
+        if on_landed is not None:
+            on_landed(self, outcome)
+
+
 class RequestExecutor:
     """Runs the attempts of one request under the shared limits.
 
@@ -83,62 +121,39 @@ class RequestExecutor:
         self._save_body = save_body
         self._rng = rng or random.Random()
         self._sleep = sleep
-
-    @property
-    def transport(self) -> Transport:
-        return self._transport
+        self._follows = settings.transport.max_redirects > 0
+        # The transport's fast path, used when a final outcome becomes a Result without
+        # awaiting anything: no rate limit to wait for, no body to save.
+        self._start_now: StartNow | None = None
+        if rate_limiter is None and save_body is None and starts_now(transport):
+            self._start_now = transport.start_now
 
     @property
     def settings(self) -> Settings:
         return self._settings
-
-    @property
-    def finishes_inline(self) -> bool:
-        """True when a final outcome becomes a Result without awaiting anything: no rate
-        limit and no bodies saved (what the engine's fast lane needs)."""
-        return self._rate is None and self._save_body is None
 
     async def aclose(self) -> None:
         """Stop the deadline sweeper (it also stops by itself once nothing is running)."""
         await self._deadlines.aclose()
 
     async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:
-        return await self.attempts(request, Clock.start(enqueued_at))
+        """``request`` to its final Result, in the calling task."""
+        item = WorkItem(request, _perf_counter() if enqueued_at is None else enqueued_at)
+        job = Job(item, request, None)
+        if enqueued_at is None:
+            job.clock.queued_ms = 0.0
+        return await self.complete(job)
 
-    async def attempts(
-        self,
-        request: Request,
-        clock: Clock,
-        *,
-        made: int = 0,
-        delay: float | None = None,
-        first: Response | None = None,
-    ) -> Result:
-        """Make attempts after the ``made`` ones already made, until one is final.
-
-        ``delay`` is the backoff still owed before the next attempt; ``first`` a redirect
-        response that attempt ``made + 1`` got already, to follow rather than resend.
-        """
-        attempt = made
-        if delay is not None:
-            await self._sleep(delay)
-        while True:
-            attempt += 1
-            outcome = await self._attempt(request, clock, first)
-            first = None
-            decision = self.decide(request, attempt, outcome)
-            if not decision.retry:
-                return await self._finish(request, outcome, attempt, clock)
-            await self._sleep(decision.delay)
-
-    # -- slots for callers that start attempts themselves (the engine's fast lane) ---------
+    # -- slots -----------------------------------------------------------------------------
 
     def slot_free(self) -> bool:
         """Whether an attempt could take a global slot now without waiting."""
         return self._global.free
 
-    def try_hold(self, host: str) -> bool:
-        """Take ``host``'s slot and a global slot now if both are free; never waits."""
+    def try_hold(self, job: Job) -> bool:
+        """Take ``job``'s host slot and a global slot now if both are free; never waits.
+        Then :meth:`start` the job (which gives them back if it cannot)."""
+        host = job.host
         if not self._per_host.try_hold(host):
             return False
         if self._global.try_acquire():
@@ -146,15 +161,52 @@ class RequestExecutor:
         self._per_host.release(host)
         return False
 
-    def release(self, host: str) -> None:
-        """Give back the slots :meth:`try_hold` took."""
+    def _release(self, job: Job) -> None:
         self._global.release()
-        self._per_host.release(host)
+        self._per_host.release(job.host)
 
-    async def _attempt(
-        self, request: Request, clock: Clock, first: Response | None = None
-    ) -> Outcome:
-        host = host_of(request.url)
+    # -- the callback path -----------------------------------------------------------------
+
+    def start(self, job: Job) -> bool:
+        """Start ``job``'s next attempt now, on its held slots (:meth:`try_hold`), through
+        the transport's fast path; its owner hears of the end and calls :meth:`land`.
+
+        False when the transport cannot start it now: the slots are given back and the
+        caller runs :meth:`complete` in a task.
+        """
+        start_now = self._start_now
+        if start_now is not None and job.delay == 0.0 and job.first is None:
+            settings = self._settings
+            if start_now(job, settings.timeouts, settings.body.max_body):
+                return True
+        self._release(job)
+        return False
+
+    def land(self, job: Job, outcome: Landing) -> Result | None:
+        """An attempt begun by :meth:`start` ended: the Result, or None when more is to be
+        done (a retry, a redirect to follow, a resend): run :meth:`complete` in a task."""
+        self._release(job)
+        if self._ends(job, outcome):
+            assert outcome is not None  # _ends is False for a resend
+            return self._record(job, outcome)
+        return None
+
+    # -- the task path ---------------------------------------------------------------------
+
+    async def complete(self, job: Job) -> Result:
+        """Make ``job``'s attempts, from where it stands, until one is final."""
+        while True:
+            delay = job.delay
+            if delay > 0.0:
+                job.delay = 0.0
+                await self._sleep(delay)
+            first, job.first = job.first, None
+            outcome = await self._attempt(job, first)
+            if self._ends(job, outcome):
+                return await self._finish(job, outcome)
+
+    async def _attempt(self, job: Job, first: Response | None) -> Outcome:
+        request, clock, host = job.request, job.clock, job.host
         waits = self.waits
         asked = _perf_counter()
         async with self._per_host.hold(host):
@@ -200,30 +252,38 @@ class RequestExecutor:
             return overdue_error(total)
         return outcome
 
-    def decide(self, request: Request, attempt: int, outcome: Outcome) -> RetryDecision:
-        """Whether attempt number ``attempt`` of ``request`` is to be followed by another."""
-        policy = self._settings.retry
-        if isinstance(outcome, TransportError):
-            return decide_after_error(request, attempt, outcome, policy, self._rng)
-        return decide_after_response(request, attempt, outcome, policy, self._rng)
-
-    async def _finish(
-        self, request: Request, outcome: Outcome, attempts: int, clock: Clock
-    ) -> Result:
+    async def _finish(self, job: Job, outcome: Outcome) -> Result:
         saved = None
         if self._save_body is not None and isinstance(outcome, Response):
-            saved = await self._save_body(request, outcome)
-        return self.result(request, outcome, attempts, clock, saved)
+            saved = await self._save_body(job.request, outcome)
+        return self._record(job, outcome, saved)
 
-    def result(
-        self,
-        request: Request,
-        outcome: Outcome,
-        attempts: int,
-        clock: Clock,
-        saved_path: str | None = None,
-    ) -> Result:
+    # -- the policies, once for both paths -------------------------------------------------
+
+    def _ends(self, job: Job, outcome: Landing) -> bool:
+        """Whether ``outcome`` is ``job``'s final one; if not, what is owed next is noted
+        on the job (a redirect to follow, a backoff before the retry, or a plain resend)."""
+        if outcome is None:
+            return False  # a stale connection: sent again, not counted as an attempt
+        if self._follows and isinstance(outcome, Response) and outcome.status in REDIRECT_STATUSES:
+            # One hop from the fast path: the next attempt follows it (it is part of this
+            # attempt, so it is not counted).
+            job.first = outcome
+            return False
+        job.made += 1
+        policy = self._settings.retry
+        if isinstance(outcome, TransportError):
+            decision = decide_after_error(job.request, job.made, outcome, policy, self._rng)
+        else:
+            decision = decide_after_response(job.request, job.made, outcome, policy, self._rng)
+        if decision.retry:
+            job.delay = decision.delay
+            return False
+        return True
+
+    def _record(self, job: Job, outcome: Outcome, saved_path: str | None = None) -> Result:
         """The record of a final outcome (the body saved at ``saved_path``, if any)."""
+        request, clock, attempts = job.request, job.clock, job.made
         wait_ms = clock.wait_ms
         total_ms = _three_places((_perf_counter() - clock.started) * 1000 - wait_ms)
         queued_ms = _three_places(clock.queued_ms)

@@ -2,7 +2,7 @@
 
 A list and a future rather than an asyncio.Queue: producers append without awaiting (a
 final result is never dropped by a cancel arriving at the wrong moment), the writer takes
-whole batches in one step, and producers that can only be called back (the fast lane)
+whole batches in one step, and producers that can only be called back (the dispatcher)
 register a callback to be run when there is room again.
 """
 

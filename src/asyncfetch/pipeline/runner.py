@@ -4,8 +4,10 @@ This is the tutorial's producer/consumer (section 6) made to terminate and to pu
 the reader waits when workers are busy, workers wait when the writer is behind, and the
 writer commits results in batches so file and network writes are few and large.
 
-Two ways of driving requests share the queue, the executor and the writer: worker tasks
-(any queue, any transport), and the fast lane (lane.py) when the run allows it.
+Every entry point (the CLI's fetch, a Redis worker, the library) runs this loop; what
+differs is only the queue, the store and the transport behind their protocols. The
+requests are driven by the dispatcher (dispatch.py), which uses the fast paths a transport
+or a queue offers.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from .._errors import AsyncfetchError, OutputError
-from .._models import InvalidInput, Result, RunStats
-from ..policy.records import invalid_input_result
-from ..queues.base import Completed, ResultStore, WorkItem, WorkQueue
-from .executor import RequestExecutor, internal_error_result
+from .._errors import AsyncfetchError
+from .._models import Result, RunStats
+from ..queues.base import Completed, ResultStore, WorkQueue
+from .dispatch import Dispatcher
+from .executor import RequestExecutor
 from .handoff import ResultBuffer
-from .lane import FastLane
 from .stats import StatsCollector
 
 log = logging.getLogger("asyncfetch")
@@ -47,28 +48,26 @@ class Runner:
         self._store = store
         self._executor = executor
         self._concurrency = concurrency
-        # Requests beyond the concurrency bound (which the executor enforces) wait for busy
-        # hosts while others proceed; input grouped by host then still runs at full width.
+        # Requests beyond the concurrency bound wait for busy hosts while others proceed;
+        # input grouped by host then still runs at full width.
         self._lookahead = lookahead if lookahead is not None else min(concurrency * 2, 1024)
-        self._workers_count = concurrency + self._lookahead
         self.stats = stats or StatsCollector()
         self._batch_size = batch_size
         self._on_result = on_result
-        self._workers: list[asyncio.Task[None]] = []
-        self._lane: FastLane | None = None
+        self._dispatcher: Dispatcher | None = None
         self._cancel_timer: asyncio.TimerHandle | None = None
         self.stopping = False
         self.cancelled = False
 
     @property
-    def fast_lane(self) -> FastLane | None:
-        """The fast lane driving this run's requests, if any (known once running)."""
-        return self._lane
+    def dispatcher(self) -> Dispatcher | None:
+        """What drives this run's requests (known once running)."""
+        return self._dispatcher
 
     async def run(self) -> RunStats:
         """Run until the queue is exhausted or the run is stopped; return the statistics."""
         results = ResultBuffer(high_water=max(self._concurrency * 2, self._batch_size * 2))
-        self._lane = FastLane.for_run(
+        dispatcher = self._dispatcher = Dispatcher(
             self._queue,
             self._executor,
             results,
@@ -76,17 +75,14 @@ class Runner:
             concurrency=self._concurrency,
             lookahead=self._lookahead,
         )
+        if self.cancelled:
+            dispatcher.cancel()
+        elif self.stopping:
+            dispatcher.stop()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write(results), name="asyncfetch-writer")
-                if self._lane is not None:
-                    await self._lane.run()
-                else:
-                    self._workers = [
-                        group.create_task(self._work(results), name=f"asyncfetch-worker-{n}")
-                        for n in range(self._workers_count)
-                    ]
-                    await asyncio.wait(self._workers)
+                await dispatcher.run()
                 results.close()
         except* AsyncfetchError as group_error:
             raise group_error.exceptions[0] from None
@@ -99,8 +95,8 @@ class Runner:
         """Read no more input; let in-flight requests finish, cancelling them after grace."""
         self.stopping = True
         self._queue.stop()
-        if self._lane is not None:
-            self._lane.stop()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
         if grace_period is not None and self._cancel_timer is None:
             loop = asyncio.get_running_loop()
             self._cancel_timer = loop.call_later(grace_period, self.cancel)
@@ -109,37 +105,8 @@ class Runner:
         """Abandon in-flight requests (they get no record, so a resume redoes them)."""
         self.stopping = self.cancelled = True
         self._queue.stop()
-        if self._lane is not None:
-            self._lane.cancel()
-        for worker in self._workers:
-            worker.cancel()
-
-    async def _work(self, results: ResultBuffer) -> None:
-        while (item := await self._queue.get()) is not None:
-            self.stats.in_flight += 1
-            try:
-                result = await self._execute(item)
-            finally:
-                self.stats.in_flight -= 1
-            # Handed over before waiting for room, so a cancel cannot drop a final result.
-            results.push((item, result))
-            if results.backlogged:
-                await results.wait_room()
-
-    async def _execute(self, item: WorkItem) -> Result:
-        request = item.request
-        if isinstance(request, InvalidInput):
-            return invalid_input_result(request)
-        try:
-            return await self._executor.execute(request, enqueued_at=item.enqueued_at)
-        except (asyncio.CancelledError, OutputError):
-            # A body that cannot be saved is the environment's failure, not the request's:
-            # it ends the run as an unwritable output does (what is committed stays).
-            raise
-        except Exception as exc:
-            # A bug must not cost the rest of the run: it becomes a visible record.
-            log.exception("internal error while fetching request %s", request.id)
-            return internal_error_result(request, exc)
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
 
     async def _write(self, results: ResultBuffer) -> None:
         while (batch := await results.take(self._batch_size)) is not None:

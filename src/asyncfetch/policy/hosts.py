@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import urlsplit
+
+
+class _LastHost:
+    """The "scheme://authority" text of the last URL seen, and its host.
+
+    Runs send most URLs to the host of the one before: a URL that starts with the same
+    text, followed by "/", "?", "#" or its end, has that authority and so that host, and
+    skips the splitting below (a tenth of the run loop's own cost per request).
+    """
+
+    __slots__ = ("entry",)
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole: a reader never sees a prefix with another's host.
+        self.entry: tuple[str, str] | None = None
+
+
+_last_host: Final = _LastHost()
 
 
 def host_of(url: str) -> str:
@@ -11,11 +30,18 @@ def host_of(url: str) -> str:
     Hand-parsed because urlsplit was a visible share of the per-request cost; URLs reach
     here already validated, and anything unusual falls back to urlsplit.
     """
-    _scheme, sep, rest = url.partition("://")
+    last = _last_host.entry
+    if last is not None and url.startswith(last[0]):
+        end = len(last[0])
+        if end == len(url) or url[end] in "/?#":
+            return last[1]
+    scheme, sep, rest = url.partition("://")
     authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not sep or "@" in authority or "[" in authority:
         try:
             return (urlsplit(url).hostname or "").lower()
         except ValueError:
             return ""
-    return authority.rsplit(":", 1)[0].lower() if ":" in authority else authority.lower()
+    host = authority.rsplit(":", 1)[0].lower() if ":" in authority else authority.lower()
+    _last_host.entry = (url[: len(scheme) + 3 + len(authority)], host)
+    return host

@@ -3,8 +3,9 @@
 The bound is the back-pressure of the design: when workers are busy the reader waits,
 so memory holds at most ``maxsize`` requests (plus one input batch) however large the
 input is. Items are taken by coroutines (:meth:`MemoryQueue.get`) or, without awaiting
-anything, by the engine's fast lane (:meth:`MemoryQueue.take_nowait`), which asks to be
-called back when more arrive (:meth:`MemoryQueue.call_when_ready`).
+anything, by the run loop (:meth:`MemoryQueue.take_nowait`, the ``TakesReady``
+capability of ``queues/base.py``), which asks to be called back when more arrive
+(:meth:`MemoryQueue.call_when_ready`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Final
 
 from .._models import Item
-from .base import WorkItem
-
-
-class _NothingYet:
-    """The type of :data:`NOTHING_YET`."""
-
-
-# take_nowait's answer when the buffer is empty but more input may come.
-NOTHING_YET: Final = _NothingYet()
+from .base import NOT_READY, NotReady, WorkItem
 
 
 class MemoryQueue:
@@ -59,12 +51,12 @@ class MemoryQueue:
 
     # -- taking work -------------------------------------------------------------------------
 
-    def take_nowait(self) -> WorkItem | _NothingYet | None:
-        """The next item; None once there is no more work; NOTHING_YET if none is ready."""
+    def take_nowait(self) -> WorkItem | NotReady | None:
+        """The next item; None once there is no more work; NOT_READY if none is ready."""
         self._start()
         items = self._items
         if not items:
-            return None if self._ended else NOTHING_YET
+            return None if self._ended else NOT_READY
         item = items.popleft()
         room = self._room
         # Wake the reader only once half the buffer is free: waking it for every item
@@ -85,7 +77,7 @@ class MemoryQueue:
         """The next item, waiting for one; None once there is no more work."""
         while True:
             item = self.take_nowait()
-            if not isinstance(item, _NothingYet):
+            if not isinstance(item, NotReady):
                 return item
             getter = asyncio.get_running_loop().create_future()
             self._getters.append(getter)

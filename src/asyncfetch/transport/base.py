@@ -1,11 +1,24 @@
-"""The Transport protocol: send one hop, map every failure onto the error tree."""
+"""The Transport protocol: send one hop, map every failure onto the error tree.
+
+A transport may also offer :class:`StartsNow`, the fast path: a request started from a
+callback on a connection that is ready, with no task and nothing awaited. The run loop
+looks for it by protocol and uses :meth:`Transport.send` otherwise, so a transport without
+it needs nothing more.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
+from .._errors import TransportError
 from .._models import Request, Response
 from .._settings import Timeouts
+
+# How an exchange started with StartsNow.start_now ends: the response (one hop, redirects
+# are the caller's), the error, or None when the connection turned out to be closed by the
+# server before it answered and the request may be sent again with ``send`` (that try
+# does not count as an attempt; the transport has already decided it is safe to repeat).
+Landing = Response | TransportError | None
 
 
 class Transport(Protocol):
@@ -28,3 +41,34 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Close pooled connections."""
         ...
+
+
+class Exchange(Protocol):
+    """The caller's side of a request started with :meth:`StartsNow.start_now`."""
+
+    @property
+    def request(self) -> Request: ...
+
+    def landed(self, outcome: Landing) -> None:
+        """The exchange ended (called once, from the transport's callbacks)."""
+        ...
+
+
+class StartsNow(Protocol):
+    """A transport capability: send on a connection that is ready now, or say it cannot."""
+
+    def start_now(self, exchange: Exchange, timeouts: Timeouts, max_body: int, /) -> bool:
+        """Start ``exchange.request`` now, without awaiting anything.
+
+        False when that is not possible right now (no idle connection, a request this
+        transport would refuse): nothing was sent and the caller uses ``send``, which
+        waits, connects and reports errors. True: ``exchange.landed`` is called once,
+        later. The exchange is bounded by ``timeouts.read`` and ``timeouts.total``.
+        """
+        ...
+
+
+def starts_now(transport: Transport) -> TypeGuard[StartsNow]:
+    """Whether ``transport`` offers :class:`StartsNow` (checked by its method, as
+    ``runtime_checkable`` would; a compiled Protocol cannot be made runtime-checkable)."""
+    return callable(getattr(transport, "start_now", None))

@@ -33,8 +33,8 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
-from ..base import Completed, WorkItem
-from ..memory import NOTHING_YET, MemoryQueue
+from ..base import NOT_READY, Completed, NotReady, WorkItem
+from ..memory import MemoryQueue
 from .codec import dead_letter_record, decode_request, encode_result
 from .jobs import (
     GROUP,
@@ -120,8 +120,6 @@ class WorkerOptions:
 class RedisWorkQueue:
     """WorkItems from the job's stream via XREADGROUP; ends when the job is complete."""
 
-    takes_nowait = True  # the fast lane may drive it (see lane.py)
-
     def __init__(
         self,
         client: Redis,
@@ -134,8 +132,8 @@ class RedisWorkQueue:
         self._keys = keys
         self._options = options
         self._clock = clock
-        # The read-ahead: a MemoryQueue fed with batches read from Redis, so that the
-        # engine's fast lane takes from it as from a local input (take_nowait below).
+        # The read-ahead: a MemoryQueue fed with batches read from Redis, so that the run
+        # loop takes from it as from a local input (TakesReady: take_nowait below).
         self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
         self._started = False
         self._stopping = False
@@ -150,7 +148,7 @@ class RedisWorkQueue:
         self.reclaimed = 0
         self.dead_lettered = 0
 
-    # -- taking work (WorkQueue, and take_nowait / call_when_ready for the fast lane) --
+    # -- taking work (WorkQueue, and TakesReady's take_nowait / call_when_ready) --
 
     async def get(self) -> WorkItem | None:
         self._start()
@@ -160,8 +158,8 @@ class RedisWorkQueue:
             self._not_started(item)
         return None
 
-    def take_nowait(self) -> WorkItem | object | None:
-        """The next item; None at the end; NOTHING_YET if none may be started now (none
+    def take_nowait(self) -> WorkItem | NotReady | None:
+        """The next item; None at the end; NOT_READY if none may be started now (none
         read yet, or our leases are stale until the next renewal)."""
         self._start()
         while self.leases.is_fresh():
@@ -173,7 +171,7 @@ class RedisWorkQueue:
             if self.leases.ours(item.token):
                 return item
             self._not_started(item)
-        return NOTHING_YET
+        return NOT_READY
 
     def call_when_ready(self, callback: Callable[[], None]) -> None:
         self._start()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 from ..._errors import (
@@ -30,6 +30,7 @@ from ..._errors import (
 from ..._models import Request, Response
 from ..._settings import Timeouts, TransportOptions
 from ...policy.hosts import host_of
+from ..base import Exchange
 from ..descriptors import connection_cap, lookups_for
 from ..resolver import Resolver
 from .budget import ConnectionBudget
@@ -70,16 +71,6 @@ class Route:
         self.origin = origin
         self.target = target
         self.authorization = authorization  # from user:password@ in the URL
-
-
-class Flight(Protocol):
-    """What :meth:`FastTransport.start_now` reports to: the caller's state for a request."""
-
-    request: Request
-
-    def landed(self, outcome: Response | TransportError | StaleConnection) -> None:
-        """The exchange ended: a response, an error, or a stale connection to retry on."""
-        ...
 
 
 def _not_sendable(message: str) -> ProtocolError:
@@ -286,28 +277,21 @@ class FastTransport:
         pool.release(conn)
         return response
 
-    def start_now(
-        self,
-        request: Request,
-        where: Route,
-        flight: Flight,
-        *,
-        timeouts: Timeouts,
-        max_body: int,
-        total_timeout: float | None,
-    ) -> bool:
-        """Start ``request`` (routed by :func:`route`) on an idle kept-alive connection,
-        without awaiting anything.
+    def start_now(self, exchange: Exchange, timeouts: Timeouts, max_body: int, /) -> bool:
+        """Start ``exchange.request`` on an idle kept-alive connection, without awaiting
+        anything (the ``StartsNow`` capability of ``transport/base.py``).
 
         False when that is not possible right now (no idle connection, callers queued for
         one, a request this transport would refuse): the caller then uses :meth:`send`,
-        which waits, connects and reports errors. Otherwise ``flight.landed`` is called
+        which waits, connects and reports errors. Otherwise ``exchange.landed`` is called
         once, later, with the Response (one hop: redirects are the caller's), the
-        TransportError, or a StaleConnection the caller may retry with :meth:`send`.
+        TransportError, or None when a stale connection means it may be sent again.
         """
         if self._closed:
             return False
+        request = exchange.request
         try:
+            where = route(request.url)
             head = self._encode_head(request, where)
         except TransportError:
             return False  # send() raises it again, where errors are reported
@@ -315,38 +299,42 @@ class FastTransport:
         conn = None if pool is None else pool.take_idle()
         if conn is None:
             return False
-        conn.context = flight
+        conn.context = exchange
         conn.start(
             head,
             request.body,
             is_head=request.method == "HEAD",
             max_body=max_body,
             read_timeout=timeouts.read,
-            total_timeout=total_timeout,
+            total_timeout=timeouts.total,
             on_done=self._landed,
         )
         return True
 
     def _landed(self, conn: Connection, error: BaseException | None) -> None:
-        flight: Flight = conn.context
+        exchange: Exchange = conn.context
         conn.context = None
         pool: HostPool = conn.pool
         if error is not None:
             pool.discard(conn)
-            if not isinstance(error, TransportError | StaleConnection):
+            if isinstance(error, StaleConnection):
+                request = exchange.request
+                exchange.landed(None if stale_may_retry(error, request) else stale_error(error))
+            elif isinstance(error, TransportError):
+                exchange.landed(error)
+            else:
                 raise error  # a bug: let the loop's exception handler report it
-            flight.landed(error)
             return
         response = Response(
             status=conn.status,
-            url=flight.request.url,
+            url=exchange.request.url,
             headers=conn.headers(),
             body=conn.body(),
             connect_ms=None,
             ttfb_ms=(conn.headers_at - conn.sent_at) * 1000.0,
         )
         pool.release(conn)
-        flight.landed(response)
+        exchange.landed(response)
 
     async def _exchange(
         self,

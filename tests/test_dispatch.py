@@ -1,8 +1,9 @@
-"""The fast lane against a real server: which requests it drives, and that the results,
-limits and shutdown are those of the worker path.
+"""The dispatcher against a real server: which requests start from callbacks (the fast
+transport's StartsNow capability), and that the results, limits and shutdown are those of
+the task path.
 
 Each test warms the transport's connections with one run, then makes a second run whose
-requests find idle connections, so they start in the lane rather than in a task.
+requests find idle connections, so they start from callbacks rather than in a task.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def by_line(results: list[Result]) -> list[Result]:
     return sorted(results, key=lambda result: result.line)
 
 
-async def test_a_warm_run_starts_its_requests_in_the_lane(server: RecordingServer) -> None:
+async def test_a_warm_run_starts_its_requests_from_callbacks(server: RecordingServer) -> None:
     settings = make_settings(concurrency=8, per_host=8)
     harness = await warmed(server, settings, ["127.0.0.1"])
     try:
@@ -99,16 +100,16 @@ async def test_a_warm_run_starts_its_requests_in_the_lane(server: RecordingServe
         runner, results = await harness.run(urls)
     finally:
         await harness.aclose()
-    lane = runner.fast_lane
-    assert lane is not None
-    assert lane.started_inline >= 290 and lane.handed_over <= 10
+    dispatcher = runner.dispatcher
+    assert dispatcher is not None
+    assert dispatcher.started_inline >= 290 and dispatcher.handed_over <= 10
     assert [result.url for result in by_line(results)] == urls
     assert all(result.ok and result.attempts == 1 for result in results)
     assert server.recorder.peak <= 8
     assert len(server.recorder.requests) == 300
 
 
-async def test_redirects_retries_and_timeouts_in_the_lane_match_the_rules(
+async def test_redirects_retries_and_timeouts_from_callbacks_match_the_rules(
     server: RecordingServer,
 ) -> None:
     settings = make_settings(
@@ -128,7 +129,7 @@ async def test_redirects_retries_and_timeouts_in_the_lane_match_the_rules(
         runner, results = await harness.run(urls)
     finally:
         await harness.aclose()
-    assert runner.fast_lane is not None and runner.fast_lane.started_inline == 4
+    assert runner.dispatcher is not None and runner.dispatcher.started_inline == 4
     redirected, flaky, slow, missing = by_line(results)
     assert redirected.ok and redirected.final_url == server.url("/redirect/0")
     assert redirected.attempts == 1
@@ -149,7 +150,7 @@ async def test_a_busy_host_parks_its_requests_without_blocking_another(
         runner, results = await harness.run(slow + other)
     finally:
         await harness.aclose()
-    assert runner.fast_lane is not None and runner.fast_lane.started_inline >= 18
+    assert runner.dispatcher is not None and runner.dispatcher.started_inline >= 18
     assert all(result.ok for result in results) and len(results) == 20
     paths = [seen.path for seen in server.recorder.requests]
     last_other = max(index for index, path in enumerate(paths) if path == "/ok")
@@ -158,11 +159,11 @@ async def test_a_busy_host_parks_its_requests_without_blocking_another(
     assert server.recorder.peak <= 6
 
 
-async def test_a_slow_writer_holds_the_lane_back(server: RecordingServer) -> None:
+async def test_a_slow_writer_holds_the_dispatcher_back(server: RecordingServer) -> None:
     settings = make_settings(concurrency=4, per_host=4)
     harness = await warmed(server, settings, ["127.0.0.1"])
     ahead: list[int] = []  # at each commit: requests the server saw minus records committed
-    store = ListStore(delay=0.5)  # long enough for the lane to reach its bound each time
+    store = ListStore(delay=0.5)  # long enough for the dispatcher to reach its bound each time
     store.on_commit = lambda: ahead.append(len(server.recorder.requests) - len(store.results))
     runner = harness.runner([server.url(f"/ok?n={n}") for n in range(3000)], store)
     try:
@@ -170,7 +171,7 @@ async def test_a_slow_writer_holds_the_lane_back(server: RecordingServer) -> Non
     finally:
         await harness.aclose()
     assert len(store.results) == 3000
-    # The lane may run ahead of the writer by the buffer's high-water mark (2 batches),
+    # The dispatcher may run ahead of the writer by the buffer's high-water mark (2 batches),
     # the batch the writer is committing, and the requests in flight, no more; and the
     # writer was slow enough to be caught up with (else the bound says nothing).
     batch, in_flight = 512, 4
