@@ -37,6 +37,8 @@ def make_settings(
     concurrency: int = 100,
     per_host: int = 8,
     rate: float | None = None,
+    per_host_rate: float | None = None,
+    adapt: bool = True,
     timeouts: Timeouts | float | None = None,
     retries: int | RetryPolicy = 3,
     body: str | BodyPolicy = "auto",
@@ -49,7 +51,13 @@ def make_settings(
     if isinstance(timeouts, int | float):
         timeouts = Timeouts(total=float(timeouts))
     return Settings(
-        limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate),
+        limits=Limits(
+            concurrency=concurrency,
+            per_host=per_host,
+            rate=rate,
+            per_host_rate=per_host_rate,
+            adapt=adapt,
+        ),
         timeouts=timeouts or Timeouts(),
         retry=retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries),
         body=body if isinstance(body, BodyPolicy) else BodyPolicy(mode=body),

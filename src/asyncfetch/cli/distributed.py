@@ -48,6 +48,8 @@ _REQUEST_OPTIONS = (
     "concurrency",
     "per_host",
     "rate",
+    "per_host_rate",
+    "adapt",
     "method",
     "headers",
     "data",
@@ -115,18 +117,12 @@ def _say(console: Console, text: str) -> None:
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 @redis_option
 @job_option
-@click.option(
-    "--per-host-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Requests per second per host, shared by all workers.",
-)
 @click.option("--append", is_flag=True, help="Add to an existing job instead of refusing.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def enqueue_command(
     inputs: tuple[str, ...],
     redis_url: str,
     job: str,
-    per_host_rate: float | None,
     append: bool,
     quiet: bool,
     **request_options: Any,
@@ -143,7 +139,7 @@ def enqueue_command(
     options = {**_LOCAL_DEFAULTS, **request_options, "inputs": inputs or ("-",), "quiet": quiet}
     fetch_job = FetchJob.from_options(options)
     console = Console(stderr=True)
-    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, append, console)
+    coroutine = _enqueue(fetch_job, redis_url, job, append, console)
     sys.exit(run_with_exit_codes(coroutine, console))
 
 
@@ -154,7 +150,6 @@ async def _enqueue(
     fetch_job: FetchJob,
     redis_url: str,
     job: str,
-    per_host_rate: float | None,
     append: bool,
     console: Console,
 ) -> int:
@@ -173,7 +168,6 @@ async def _enqueue(
     check_inputs(fetch_job)
     stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
     stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
-    stored["per_host_rate"] = per_host_rate
     async with connected(redis_url) as client:
         await create_job(client, keys, stored, append)
         count = await _add_all(client, keys, fetch_job)

@@ -66,6 +66,18 @@ def _data(_ctx: click.Context, _param: click.Parameter, value: str | None) -> by
 @click.option(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="Global requests per second."
 )
+@click.option(
+    "--per-host-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second per host (with enqueue: shared by all workers).",
+)
+@click.option(
+    "--adapt/--no-adapt",
+    default=True,
+    show_default=True,
+    help="Learn each host's limit from its 429/503s, errors and latency, under -c,"
+    " --per-host, --rate and --per-host-rate; --no-adapt keeps them fixed.",
+)
 @click.option("-X", "--method", help="Method for URL lines (default GET, or POST with -d).")
 @click.option(
     "-H",

@@ -58,6 +58,8 @@ class FetchJob(NamedTuple):
     resume: bool = False
     resume_force: bool = False
     retry_failed: bool = False
+    per_host_rate: float | None = None
+    adapt: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
@@ -71,7 +73,14 @@ class FetchJob(NamedTuple):
     def settings(self) -> Settings:
         """Validated settings; raises ConfigError with a message for the user."""
         return Settings(
-            limits=Limits(concurrency=self.concurrency, per_host=self.per_host, rate=self.rate),
+            limits=Limits(
+                concurrency=self.concurrency,
+                per_host=self.per_host,
+                rate=self.rate,
+                per_host_rate=self.per_host_rate,
+                # A job enqueued before the option existed stored no value: adapt.
+                adapt=self.adapt is not False,
+            ),
             timeouts=Timeouts(
                 total=self.timeout, connect=self.connect_timeout, read=self.read_timeout
             ),

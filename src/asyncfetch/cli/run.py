@@ -21,6 +21,7 @@ from ..pipeline.runner import Runner
 from ..pipeline.stats import StatsCollector
 from ..policy.limits import GcraRateMeter
 from ..queues.memory import MemoryQueue
+from ..report.politeness import host_lines, host_rows
 from ..report.progress import ProgressReporter, summary_dict, summary_lines
 from ..runtime.eventloop import run_coroutine
 from ..runtime.gc_tuning import fewer_collections
@@ -130,13 +131,18 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
         runner = Runner(
             queue, wiring.store, executor, concurrency=settings.limits.concurrency, stats=stats
         )
-        result = await _run_with_signals(job, runner, console, settings, wiring.already_done)
+        result = await _run_with_signals(
+            job, runner, console, settings, wiring.already_done, executor.hosts.throttled_hosts
+        )
+        hosts = executor.hosts.reports()
         input_error = queue.feeder_error()
         if input_error is not None:
             raise input_error
         if not runner.stopping:
             await wiring.finished()
-    return _finish(job, runner, result, console, engine, wiring.extra, wiring.notes(result))
+    notes = host_lines(hosts) + wiring.notes(result)
+    extra = {**(wiring.extra or {}), "hosts": host_rows(hosts)}
+    return _finish(job, runner, result, console, engine, extra, notes)
 
 
 def check_inputs(job: FetchJob) -> None:
@@ -148,7 +154,12 @@ def check_inputs(job: FetchJob) -> None:
 
 
 async def _run_with_signals(
-    job: FetchJob, runner: Runner, console: LazyConsole, settings: Settings, already_done: int
+    job: FetchJob,
+    runner: Runner,
+    console: LazyConsole,
+    settings: Settings,
+    already_done: int,
+    throttled: Callable[[], int],
 ) -> RunStats:
     loop = asyncio.get_running_loop()
     handler = signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
@@ -159,7 +170,7 @@ async def _run_with_signals(
     if job.progress_mode != "off":
         estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
-        async with _progress(job, runner, console):
+        async with _progress(job, runner, console, throttled):
             return await runner.run()
     finally:
         if estimator is not None:
@@ -170,12 +181,17 @@ async def _run_with_signals(
 
 
 def _progress(
-    job: FetchJob, runner: Runner, console: LazyConsole
+    job: FetchJob, runner: Runner, console: LazyConsole, throttled: Callable[[], int]
 ) -> AbstractAsyncContextManager[object]:
     # "off" shows nothing, so no reporter: its console would import rich for nothing.
     if job.progress_mode == "off":
         return nullcontext()
-    return ProgressReporter(runner.stats.snapshot, console.console, mode=job.progress_mode)
+    return ProgressReporter(
+        runner.stats.snapshot,
+        console.console,
+        mode=job.progress_mode,
+        throttled=throttled,
+    )
 
 
 def signal_handler(
@@ -218,7 +234,9 @@ def _finish(
                 f"cannot write summary {job.summary_json}: {error.strerror}"
             ) from error
     if not job.quiet:
-        for line in summary_lines(stats, extra) + (notes or []):
+        # The hosts are in the JSON as rows, and for people in the notes as lines.
+        shown = {key: value for key, value in extra.items() if key != "hosts"}
+        for line in summary_lines(stats, shown) + (notes or []):
             console.print(f"asyncfetch: {line}", highlight=False, markup=False)
     if runner.stopping:
         return EXIT_INTERRUPTED

@@ -70,8 +70,13 @@ class RequestExecutor:
     ) -> None:
         self._transport = transport
         self._settings = settings
-        self._per_host = PerHostLimiter(settings.limits.per_host)
-        self._global = Slots(settings.limits.concurrency)
+        limits = settings.limits
+        self._per_host = PerHostLimiter(
+            min(limits.per_host, limits.concurrency),
+            rate=limits.host_rate_cap,
+            adapt=limits.adapt,
+        )
+        self._global = Slots(limits.concurrency)
         self._deadlines = DeadlineWatch()
         self._rate = rate_limiter
         self._save_body = save_body
@@ -140,43 +145,58 @@ class RequestExecutor:
         self._per_host.release(host)
         return False
 
-    def release(self, host: str) -> None:
-        """Give back the slots :meth:`try_hold` took."""
+    def release(self, host: str, outcome: object = None, started: float = 0.0) -> None:
+        """Give back the slots :meth:`try_hold` took; ``outcome`` is what the attempt that
+        started at ``started`` (a ``perf_counter`` value) got, None if it never ran."""
         self._global.release()
+        if outcome is not None:
+            self._per_host.observe(host, outcome, started)
         self._per_host.release(host)
+
+    @property
+    def hosts(self) -> PerHostLimiter:
+        """Each host's limits: what they learned, and waking those who wait for them."""
+        return self._per_host
 
     async def _attempt(self, request: Request, first: Response | None = None) -> Outcome:
         host = host_of(request.url)
-        settings = self._settings
         async with self._per_host.hold(host), self._global:
             if self._rate is not None:
                 await self._rate.acquire(host)
-            total = settings.timeouts.total
-            task = asyncio.current_task() if total is not None else None
-            outcome: Response | TransportError
-            try:
-                if task is not None and total is not None:
-                    self._deadlines.start(task, total)
-                outcome = await send_following(
-                    self._transport,
-                    request,
-                    timeouts=settings.timeouts,
-                    max_body=settings.body.max_body,
-                    max_redirects=settings.transport.max_redirects,
-                    first=first,
-                )
-            except asyncio.CancelledError:
-                if task is not None and total is not None and self._deadlines.stop(task):
-                    task.uncancel()  # our own cancellation: it is a timeout, not a stop
-                    return overdue_error(total)
-                raise
-            except TransportError as error:
-                outcome = error
-            if task is not None and total is not None and self._deadlines.stop(task):
-                # The deadline's cancellation was absorbed below us: a timeout all the same.
-                task.uncancel()
-                return overdue_error(total)
+            started = _perf_counter()
+            outcome = await self._send(request, first)
+            self._per_host.observe(host, outcome, started)
             return outcome
+
+    async def _send(self, request: Request, first: Response | None) -> Outcome:
+        """One attempt (its redirects followed) within the total deadline."""
+        settings = self._settings
+        total = settings.timeouts.total
+        task = asyncio.current_task() if total is not None else None
+        outcome: Response | TransportError
+        try:
+            if task is not None and total is not None:
+                self._deadlines.start(task, total)
+            outcome = await send_following(
+                self._transport,
+                request,
+                timeouts=settings.timeouts,
+                max_body=settings.body.max_body,
+                max_redirects=settings.transport.max_redirects,
+                first=first,
+            )
+        except asyncio.CancelledError:
+            if task is not None and total is not None and self._deadlines.stop(task):
+                task.uncancel()  # our own cancellation: it is a timeout, not a stop
+                return overdue_error(total)
+            raise
+        except TransportError as error:
+            outcome = error
+        if task is not None and total is not None and self._deadlines.stop(task):
+            # The deadline's cancellation was absorbed below us: a timeout all the same.
+            task.uncancel()
+            return overdue_error(total)
+        return outcome
 
     def decide(self, request: Request, attempt: int, outcome: Outcome) -> RetryDecision:
         """Whether attempt number ``attempt`` of ``request`` is to be followed by another."""

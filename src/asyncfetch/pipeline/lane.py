@@ -123,12 +123,16 @@ class FastLane:
     async def run(self) -> None:
         """Drive requests until the input is exhausted and every request has a result."""
         self._done = asyncio.get_running_loop().create_future()
+        # A host paused or rate-limited wakes its parked items when its time comes.
+        self._executor.hosts.add_ready_callback(self._pump)
         self._pump()
         try:
             await self._done
         except asyncio.CancelledError:
             self.cancel()
             raise
+        finally:
+            self._executor.hosts.remove_ready_callback(self._pump)
 
     def stop(self) -> None:
         """Start nothing new; parked items were never started and are dropped."""
@@ -247,7 +251,7 @@ class FastLane:
         """The first attempt's exchange ended (called from the connection's callbacks)."""
         if self._cancelled:
             return
-        self._executor.release(flight.host)
+        self._executor.release(flight.host, outcome, flight.clock.started)
         try:
             self._conclude(flight, outcome)
         except Exception as exc:
