@@ -29,7 +29,6 @@ from .._models import Request, Response, RunStats
 from .._settings import Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import Runner
-from ..policy.limits import RateLimiter
 from ..report.progress import ProgressReporter, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -38,6 +37,7 @@ from .job import FetchJob
 from .run import chain_inputs, check_inputs, run_with_exit_codes, signal_handler
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
+    from ..queues.redis.host_limits import SharedLimits
     from ..queues.redis.jobs import JobKeys, Redis
     from ..queues.redis.worker_queue import RedisWorkQueue
 
@@ -323,22 +323,22 @@ class _Worker:
         return Runner(queue, store, executor, concurrency=concurrency), queue
 
 
-def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> RateLimiter | None:
-    rate, per_host_rate = stored.get("rate"), stored.get("per_host_rate")
-    if rate is None and per_host_rate is None:
-        return None
-    from ..queues.redis.rate import RedisRateLimiter
+def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> SharedLimits | None:
+    from ..queues.redis.host_limits import shared_limits
 
-    return RedisRateLimiter(client, keys, rate=rate, per_host_rate=per_host_rate)
+    return shared_limits(client, keys, stored)
 
 
 def _executor(
-    transport: Transport, settings: Settings, rate_limiter: RateLimiter | None
+    transport: Transport, settings: Settings, rate_limiter: SharedLimits | None
 ) -> RequestExecutor:
     crash_on = os.environ.get(CRASH_HOOK_ENV)
     if crash_on:
         transport = _CrashingTransport(crash_on, transport)
-    return RequestExecutor(transport, settings, rate_limiter=rate_limiter)
+    executor = RequestExecutor(transport, settings, rate_limiter=rate_limiter)
+    if rate_limiter is not None:
+        rate_limiter.follow(executor.hosts)
+    return executor
 
 
 class _CrashingTransport:

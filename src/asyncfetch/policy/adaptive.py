@@ -97,7 +97,8 @@ class HostLimit:
 
     ``cap_concurrency`` and ``cap_rate`` are the user's limits (``--per-host``, and the
     lower of ``--per-host-rate`` and ``--rate``); the learned limits never exceed them.
-    With ``adapt`` false the limits stay at the caps; ``Retry-After`` still pauses.
+    With ``adapt`` false the limits stay at the caps; ``Retry-After`` still pauses. With
+    ``learn_rate`` false the rate is learned elsewhere (in Redis, shared by workers).
     """
 
     __slots__ = (
@@ -110,6 +111,7 @@ class HostLimit:
         "_cuts",
         "_goodput",
         "_goodput_at",
+        "_learn_rate",
         "_max_concurrency",
         "_min_concurrency",
         "_rate_cut",
@@ -127,8 +129,11 @@ class HostLimit:
         "status_503",
     )
 
-    def __init__(self, cap_concurrency: int, cap_rate: float | None, adapt: bool) -> None:
+    def __init__(
+        self, cap_concurrency: int, cap_rate: float | None, adapt: bool, learn_rate: bool = True
+    ) -> None:
         self._adapt = adapt
+        self._learn_rate = learn_rate
         self._cap_concurrency = cap_concurrency
         self._cap_rate = cap_rate
         self._concurrency = float(cap_concurrency)
@@ -263,7 +268,8 @@ class HostLimit:
         if not self._adapt or started < self._cut_at:
             return  # already answered by the last cut
         self._cut_concurrency(now)
-        self._cut_rate(now)
+        if self._learn_rate:
+            self._cut_rate(now)
 
     def _pause(self, now: float, until: float) -> None:
         if until <= self.paused_until:
@@ -350,6 +356,7 @@ class HostTable:
         self.cap_concurrency = cap_concurrency
         self.cap_rate = cap_rate
         self.adapt = adapt
+        self.learn_rate = True  # False when the rate is learned in Redis, across workers
         self.capacity = capacity
         self.hosts: dict[str, HostLimit] = {}
 
@@ -358,7 +365,9 @@ class HostTable:
         if limit is None:
             if len(self.hosts) >= self.capacity:
                 self.evict(len(self.hosts) - self.capacity + 1)
-            limit = self.hosts[host] = HostLimit(self.cap_concurrency, self.cap_rate, self.adapt)
+            limit = self.hosts[host] = HostLimit(
+                self.cap_concurrency, self.cap_rate, self.adapt, self.learn_rate
+            )
         return limit
 
     def evict(self, count: int) -> int:

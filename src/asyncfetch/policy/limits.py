@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._errors import ConfigError
-from .adaptive import HostLimit, HostReport, HostTable
+from .adaptive import THROTTLED, HostLimit, HostReport, HostTable, classify, retry_after_of
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+# (host, seconds of Retry-After or None, seconds since the throttled attempt started)
+ThrottleListener = Callable[[str, float | None, float], None]
 
 
 class RateLimiter(Protocol):
@@ -151,6 +153,7 @@ class PerHostLimiter:
         self._ready_callbacks: list[Callable[[], None]] = []
         self._wake_timer: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
+        self._listeners: list[ThrottleListener] = []
 
     def hold(self, host: str) -> _HostSlot:
         return _HostSlot(self, host)
@@ -176,9 +179,20 @@ class PerHostLimiter:
         """Learn from the outcome of an attempt on ``host`` that started at ``started``
         (a ``clock()`` value): every caller reports here, and only here."""
         limit = self.table.hosts.get(host)
-        if limit is not None:
-            limit.observe(outcome, started, self._clock())
-            self._hand_on(host, limit)
+        if limit is None:
+            return
+        now = self._clock()
+        limit.observe(outcome, started, now)
+        self._hand_on(host, limit)
+        if self._listeners and classify(outcome) == THROTTLED:
+            for listener in self._listeners:
+                listener(host, retry_after_of(outcome), now - started)
+
+    def share_rates(self, listener: ThrottleListener) -> None:
+        """Let ``listener`` learn hosts' rates (across workers) from every 429/503: rates
+        are then no longer learned here, only concurrency and pauses."""
+        self.table.learn_rate = False
+        self._listeners.append(listener)
 
     def now(self) -> float:
         return self._clock()
