@@ -22,6 +22,7 @@ from .concurrency import amap_unordered
 from .pipeline.executor import RequestExecutor
 from .pipeline.runner import Runner
 from .pipeline.stores import ChannelStore
+from .policy.adaptive import HostReport
 from .policy.limits import GcraRateMeter
 from .policy.records import invalid_input_result
 from .queues.memory import MemoryQueue
@@ -123,6 +124,11 @@ class Fetcher:
         if self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.aclose()
+
+    def host_limits(self, top: int = 10) -> list[HostReport]:
+        """Each host's limits as learned so far (requests, 429/503 counts, concurrency and
+        rate with their ranges): the throttled hosts first, then the busiest."""
+        return self._require_open().hosts.reports(top)
 
     def _require_open(self) -> RequestExecutor:
         if self._executor is None or self._transport is None:

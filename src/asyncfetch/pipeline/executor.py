@@ -149,9 +149,7 @@ class RequestExecutor:
         """Give back the slots :meth:`try_hold` took; ``outcome`` is what the attempt that
         started at ``started`` (a ``perf_counter`` value) got, None if it never ran."""
         self._global.release()
-        if outcome is not None:
-            self._per_host.observe(host, outcome, started)
-        self._per_host.release(host)
+        self._per_host.release(host, outcome, started)
 
     @property
     def hosts(self) -> PerHostLimiter:

@@ -7,7 +7,7 @@ control and the ``AIMDLimit`` of Netflix's concurrency-limits, applied to two li
   Then it is cut to ``RATE_DECREASE`` × the rate the host actually accepted over the last
   second of active time (its *goodput*: what a rate-limited host grants is exactly what it
   accepted while we pushed past it), or × the current limit if that is lower. After the
-  first cut the rate doubles every second (TCP's slow start: a host with a small burst
+  first cut the rate doubles every second (slow start: a host with a small burst
   allowance makes the first estimate low); after later cuts it grows linearly in time by
   ``RATE_GROWTH`` of the cut level per second.
 - **concurrency**: starts at the user's ``--per-host``; cut by ``CONCURRENCY_DECREASE`` on
@@ -204,9 +204,8 @@ class HostLimit:
         return max(0.0, self.next_slot - now)
 
     def start(self, now: float) -> None:
-        """A request starts now: count it, and take its rate slot."""
+        """A request starts now: hold its place, and take its rate slot."""
         self.in_flight += 1
-        self.requests += 1
         self.take_slot(now)
 
     def take_slot(self, now: float) -> float:
@@ -229,6 +228,8 @@ class HostLimit:
     def observe(self, outcome: object, started: float, now: float) -> None:
         """Learn from one attempt's outcome; it started at ``started`` and ended ``now``."""
         signal = classify(outcome)
+        if isinstance(outcome, Response | TransportError):
+            self.requests += 1  # an attempt that reached the host, or tried to
         if signal == HEALTHY:
             self._healthy(now - started, started, now)
         elif signal == THROTTLED:

@@ -169,21 +169,27 @@ class PerHostLimiter:
             self._wake_later(limit.wait_time(now))
         return False
 
-    def release(self, host: str) -> None:
-        """Give back a slot taken with :meth:`try_hold` or ``hold``."""
+    def release(self, host: str, outcome: object = None, started: float = 0.0) -> None:
+        """Give back a slot taken with :meth:`try_hold` or ``hold``; ``outcome`` is what
+        the attempt that started at ``started`` got, None if it never ran."""
         limit = self.table.hosts[host]
         limit.finish()
+        if outcome is not None:
+            self._learn(host, limit, outcome, started)
         self._hand_on(host, limit)
 
     def observe(self, host: str, outcome: object, started: float) -> None:
         """Learn from the outcome of an attempt on ``host`` that started at ``started``
-        (a ``clock()`` value): every caller reports here, and only here."""
+        (a ``clock()`` value), its slot still held."""
         limit = self.table.hosts.get(host)
-        if limit is None:
-            return
+        if limit is not None:
+            self._learn(host, limit, outcome, started)
+            self._hand_on(host, limit)
+
+    def _learn(self, host: str, limit: HostLimit, outcome: object, started: float) -> None:
+        """Every attempt's outcome comes here, and only here."""
         now = self._clock()
         limit.observe(outcome, started, now)
-        self._hand_on(host, limit)
         if self._listeners and classify(outcome) == THROTTLED:
             for listener in self._listeners:
                 listener(host, retry_after_of(outcome), now - started)
@@ -257,7 +263,6 @@ class PerHostLimiter:
         except BaseException:
             self.release(host)
             raise
-        limit.requests += 1
 
     async def _queue_for(self, host: str, limit: HostLimit) -> None:
         waiter = asyncio.get_running_loop().create_future()
