@@ -86,7 +86,7 @@ def run_one(name: str, argv: list[str], args: argparse.Namespace, workdir: Path)
     urls = workdir / "urls.txt"
     with ServerThread(args.rate, args.burst) as server:
         urls.write_text("".join(server.url(f"/bucket/{n}") + "\n" for n in range(args.requests)))
-        is_jsonl = "asyncfetch" in name
+        is_jsonl = name.startswith("asyncfetch")
         out = workdir / ("out.jsonl" if is_jsonl else "out.txt")
         out.unlink(missing_ok=True)
         argv = [part.replace("{URLS}", str(urls)).replace("{OUT}", str(out)) for part in argv]
@@ -108,6 +108,9 @@ def contenders(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
             asyncfetch_argv(Path("{URLS}"), Path("{OUT}"), "--no-adapt"),
         ),
     ]
+    if args.compare_bin:
+        before = [args.compare_bin, "fetch", "{URLS}", "-o", "{OUT}", "-q"]
+        chosen.append((f"asyncfetch {args.compare_label}", before))
     script = ROOT / "benchmarks" / "scripts" / "scrapy_autothrottle.py"
     try:
         probe = subprocess.run([args.scrapy_python, "-c", "import scrapy"], capture_output=True)
@@ -132,6 +135,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender, alternated")
     parser.add_argument("--scrapy-python", default=sys.executable)
+    parser.add_argument(
+        "--compare-bin", help="another asyncfetch executable (e.g. a checkout of main) to add"
+    )
+    parser.add_argument("--compare-label", default="(other build)", help="its row's name")
     args = parser.parse_args()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as scratch:

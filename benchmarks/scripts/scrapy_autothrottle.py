@@ -21,7 +21,7 @@ class UrlsSpider(scrapy.Spider):  # type: ignore[misc]
         self.urls = urls
         self.out = out
 
-    def start_requests(self):  # type: ignore[no-untyped-def]
+    async def start(self):  # type: ignore[no-untyped-def]
         for url in self.urls:
             yield scrapy.Request(url, dont_filter=True, callback=self.parse)
 
