@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.recording_server import LocalServer
+
 
 @dataclass
 class BucketLog:
@@ -43,7 +45,7 @@ class KneeLog:
     arrivals: list[int] = field(default_factory=list)
 
 
-class LimitedServer:
+class LimitedServer(LocalServer):
     """Both endpoints on 127.0.0.1 (a free port)."""
 
     def __init__(
@@ -65,21 +67,7 @@ class LimitedServer:
         app = web.Application()
         app.router.add_get("/bucket/{tail:.*}", self._bucket)
         app.router.add_get("/knee/{tail:.*}", self._knee)
-        app.router.add_get("/free/{tail:.*}", self._free)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        self.port = 0
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
+        super().__init__(app)
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -110,6 +98,3 @@ class LimitedServer:
             return web.Response(text="ok")
         finally:
             log.in_flight -= 1
-
-    async def _free(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
