@@ -208,3 +208,20 @@ async def test_try_hold_refuses_a_paused_host_and_wakes_the_caller_when_it_may_g
     assert not limiter.try_hold("h")
     await asyncio.wait_for(woken.wait(), 5)
     assert limiter.try_hold("h")
+
+
+def test_latency_is_not_held_against_the_host_while_the_client_is_the_bottleneck() -> None:
+    from asyncfetch.policy.adaptive import client_is_bottleneck
+
+    assert client_is_bottleneck(cpu_s=0.09, wall_s=0.1, loop_late_s=0.0)  # our CPU is full
+    assert client_is_bottleneck(cpu_s=0.01, wall_s=0.1, loop_late_s=0.05)  # our loop is late
+    assert not client_is_bottleneck(cpu_s=0.01, wall_s=0.1, loop_late_s=0.001)
+    limit = HostLimit(8, None, adapt=True)
+    now = 0.0
+    for _ in range(20):
+        limit.observe(ok(), now, now + 0.02)
+        now += 0.02
+    for _ in range(50):  # slow, but while the client itself was saturated
+        limit.observe(ok(), now, now + 0.3, latency_is_the_hosts=False)
+        now += 0.3
+    assert limit.concurrency == 8

@@ -98,7 +98,9 @@ class RequestExecutor:
         return self._rate is None and self._save_body is None
 
     async def aclose(self) -> None:
-        """Stop the deadline sweeper (it also stops by itself once nothing is running)."""
+        """Stop the deadline sweeper (it also stops by itself once nothing is running)
+        and the per-host limits' load timer."""
+        self._per_host.stop()
         await self._deadlines.aclose()
 
     async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:

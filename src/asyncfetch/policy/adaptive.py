@@ -225,13 +225,17 @@ class HostLimit:
 
     # -- what the host answered ----------------------------------------------------------
 
-    def observe(self, outcome: object, started: float, now: float) -> None:
-        """Learn from one attempt's outcome; it started at ``started`` and ended ``now``."""
+    def observe(
+        self, outcome: object, started: float, now: float, latency_is_the_hosts: bool = True
+    ) -> None:
+        """Learn from one attempt's outcome; it started at ``started`` and ended ``now``.
+        ``latency_is_the_hosts`` is false while the client itself is the bottleneck (its
+        CPU busy, or its event loop late): latency then says nothing about the host."""
         signal = classify(outcome)
         if isinstance(outcome, Response | TransportError):
             self.requests += 1  # an attempt that reached the host, or tried to
         if signal == HEALTHY:
-            self._healthy(now - started, started, now)
+            self._healthy(now - started, started, now, latency_is_the_hosts)
         elif signal == THROTTLED:
             if isinstance(outcome, Response) and outcome.status == 429:
                 self.status_429 += 1
@@ -241,7 +245,7 @@ class HostLimit:
         elif signal == OVERLOADED and self._adapt and started >= self._concurrency_cut_at:
             self._cut_concurrency(now)
 
-    def _healthy(self, latency: float, started: float, now: float) -> None:
+    def _healthy(self, latency: float, started: float, now: float, trusted: bool) -> None:
         self._count_goodput(now)
         if not self._adapt:
             return
@@ -250,7 +254,7 @@ class HostLimit:
         else:
             self.baseline += (latency - self.baseline) * BASELINE_DRIFT
         self.recent += (latency - self.recent) * RECENT_WEIGHT
-        if self._slow(latency) and self._slow(self.recent):
+        if trusted and self._slow(latency) and self._slow(self.recent):
             if started >= self._concurrency_cut_at:
                 self._cut_concurrency(now)
         elif self._concurrency < self._cap_concurrency:
@@ -336,6 +340,23 @@ class HostLimit:
             rate=rate,
             rate_range=rate_range,
         )
+
+
+# The client is the bottleneck when it used this share of a CPU, or its loop ran late.
+BUSY_CPU_SHARE: Final = 0.6
+LATE_LOOP_S: Final = 0.01
+
+
+def client_is_bottleneck(cpu_s: float, wall_s: float, loop_late_s: float) -> bool:
+    """Whether the client's own load explains rising latencies over the last interval:
+    ``cpu_s`` of process CPU time in ``wall_s``, a timer that fired ``loop_late_s`` late.
+
+    A client that saturates its core (at tens of thousands of requests a second) queues
+    responses behind each other, and one whose process waits for a shared machine's CPU
+    sees every response late: either way the latency grows with our own load, and cutting
+    the host's concurrency would only slow a healthy host down.
+    """
+    return loop_late_s > LATE_LOOP_S or (wall_s > 0 and cpu_s / wall_s > BUSY_CPU_SHARE)
 
 
 class HostTable:

@@ -13,7 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._errors import ConfigError
-from .adaptive import THROTTLED, HostLimit, HostReport, HostTable, classify, retry_after_of
+from .adaptive import (
+    THROTTLED,
+    HostLimit,
+    HostReport,
+    HostTable,
+    classify,
+    client_is_bottleneck,
+    retry_after_of,
+)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -154,12 +162,14 @@ class PerHostLimiter:
         self._wake_timer: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
         self._listeners: list[ThrottleListener] = []
+        self._client_load = ClientLoad()
 
     def hold(self, host: str) -> _HostSlot:
         return _HostSlot(self, host)
 
     def try_hold(self, host: str) -> bool:
         """Take a slot for ``host`` if one is free now (then :meth:`release` it); never waits."""
+        self._client_load.watch()
         limit = self.table.get(host)
         now = self._clock()
         if limit.can_start(now) and host not in self._waiters:
@@ -189,7 +199,7 @@ class PerHostLimiter:
     def _learn(self, host: str, limit: HostLimit, outcome: object, started: float) -> None:
         """Every attempt's outcome comes here, and only here."""
         now = self._clock()
-        limit.observe(outcome, started, now)
+        limit.observe(outcome, started, now, self._client_load.idle_enough)
         if self._listeners and classify(outcome) == THROTTLED:
             for listener in self._listeners:
                 listener(host, retry_after_of(outcome), now - started)
@@ -202,6 +212,10 @@ class PerHostLimiter:
 
     def now(self) -> float:
         return self._clock()
+
+    def stop(self) -> None:
+        """Stop the timer that tells the client's load from the hosts'."""
+        self._client_load.stop()
 
     @property
     def tracked_hosts(self) -> int:
@@ -253,6 +267,7 @@ class PerHostLimiter:
             del self._waiters[host]
 
     async def _enter(self, host: str) -> None:
+        self._client_load.watch()
         limit = self.table.get(host)
         if limit.in_flight < limit.concurrency and host not in self._waiters:
             limit.in_flight += 1
@@ -310,3 +325,42 @@ class _HostSlot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._owner.release(self._host)
+
+
+class ClientLoad:
+    """Whether latencies measured now are the hosts' or our own (see
+    :func:`~asyncfetch.policy.adaptive.client_is_bottleneck`): a timer every
+    ``interval`` seconds reads the process's CPU time and how late the timer itself ran."""
+
+    __slots__ = ("_cpu", "_due", "_handle", "_interval", "_wall", "idle_enough")
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self._interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+        self._cpu = 0.0
+        self._wall = 0.0
+        self._due = 0.0
+        self.idle_enough = False  # until the first interval has been measured
+
+    def watch(self) -> None:
+        """Start measuring (once, from inside the running loop)."""
+        if self._handle is None:
+            self._cpu, self._wall = time.process_time(), time.perf_counter()
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._due = self._wall + self._interval
+        self._handle = loop.call_later(self._interval, self._tick)
+
+    def _tick(self) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        late = max(0.0, wall - self._due)
+        self.idle_enough = not client_is_bottleneck(cpu - self._cpu, wall - self._wall, late)
+        self._cpu, self._wall = cpu, wall
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
