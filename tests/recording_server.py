@@ -195,12 +195,11 @@ def retry_after(recorder: Recorder) -> web.Handler:
     return handler
 
 
-class RecordingServer:
-    """Starts the app on 127.0.0.1 (a free port); ``url(path)`` builds request URLs."""
+class LocalServer:
+    """Starts an app on 127.0.0.1 (a free port); ``url(path)`` builds request URLs."""
 
-    def __init__(self) -> None:
-        self.recorder = Recorder()
-        self._runner = web.AppRunner(build_app(self.recorder), shutdown_timeout=0.5)
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         self.port = 0
 
     async def start(self) -> None:
@@ -214,3 +213,11 @@ class RecordingServer:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+
+
+class RecordingServer(LocalServer):
+    """The recording app (``build_app``) on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        super().__init__(build_app(self.recorder))

@@ -13,7 +13,7 @@ from asyncfetch import ConfigError, Request, RetryPolicy
 from asyncfetch._errors import ConnectError, ReadError, TooLargeError
 from asyncfetch._models import Response
 from asyncfetch.policy.hosts import host_of
-from asyncfetch.policy.limits import GcraRateMeter, PerHostLimiter
+from asyncfetch.policy.limits import GcraRateMeter
 from asyncfetch.policy.retry import (
     backoff_delay,
     decide_after_error,
@@ -44,13 +44,6 @@ async def test_gcra_burst_then_rate_and_idle_refills() -> None:
 def test_gcra_rejects_nonsense() -> None:
     with pytest.raises(ConfigError):
         GcraRateMeter(0)
-
-
-async def test_per_host_limiter_forgets_idle_hosts() -> None:
-    limiter = PerHostLimiter(2)
-    async with limiter.hold("a"), limiter.hold("b"):
-        assert limiter.tracked_hosts == 2
-    assert limiter.tracked_hosts == 0
 
 
 POLICY = RetryPolicy(retries=3, backoff_base=0.5, backoff_cap=4)

@@ -273,3 +273,34 @@ async def test_secrets_usage_errors_and_unreachable_redis(
         failed = await run_cli(command, *extra, "--redis", gone, "--job", "x", "-q")
         assert failed.code == 3, (command, failed.stderr)
         assert password not in failed.stderr and "cannot reach Redis" in failed.stderr
+
+
+async def test_workers_share_what_they_learn_about_a_rate_limited_host(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from .limited_server import LimitedServer
+
+    limited = LimitedServer(rate=100, burst=20, retry_after=1)
+    await limited.start()
+    try:
+        urls = [limited.url(f"/bucket/{n}") for n in range(300)]
+        await enqueue(redis_server, "polite", urls, tmp_path)
+        workers = [
+            await Worker.start(redis_server, "polite", tmp_path / f"w{n}.log") for n in range(2)
+        ]
+        assert [await worker.wait() for worker in workers] == [0, 0]
+    finally:
+        await limited.close()
+    records = await collect(redis_server, "polite", tmp_path / "out.jsonl")
+    assert all(record["ok"] for record in records)
+    assert len(records) == len(urls)
+    bucket = limited.bucket
+    assert bucket.rejected <= 0.08 * len(urls)
+    # Looser than one process's bar: a run this short is mostly the learning.
+    assert bucket.accepted_rate(skip=20) >= 0.4 * limited.rate
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        learned = await client.hgetall(JobKeys("polite").rate("learned:127.0.0.1"))
+    finally:
+        await client.aclose()
+    assert float(learned[b"cut"]) > 0  # one rate for the host, in Redis, for both workers

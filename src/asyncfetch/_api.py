@@ -30,6 +30,7 @@ from .pipeline.executor import RequestExecutor
 from .pipeline.runner import Runner
 from .pipeline.stats import StatsCollector
 from .pipeline.stores import ChannelStore, SinkStore
+from .policy.adaptive import HostReport
 from .policy.limits import GcraRateMeter
 from .queues.base import Completed, ResultStore
 from .queues.memory import MemoryQueue
@@ -49,6 +50,8 @@ def make_settings(
     concurrency: int = 100,
     per_host: int = 8,
     rate: float | None = None,
+    per_host_rate: float | None = None,
+    adapt: bool = True,
     timeouts: Timeouts | float | None = None,
     retries: int | RetryPolicy = 3,
     retry_on: str | Iterable[int] | None = None,
@@ -67,7 +70,13 @@ def make_settings(
     if isinstance(timeouts, int | float):
         timeouts = Timeouts(total=float(timeouts))
     return Settings(
-        limits=Limits(concurrency=concurrency, per_host=per_host, rate=rate),
+        limits=Limits(
+            concurrency=concurrency,
+            per_host=per_host,
+            rate=rate,
+            per_host_rate=per_host_rate,
+            adapt=adapt,
+        ),
         timeouts=timeouts or Timeouts(),
         retry=_retry_policy(retries, retry_on),
         body=body if isinstance(body, BodyPolicy) else BodyPolicy(mode=body),
@@ -174,6 +183,11 @@ class Fetcher:
         if self._transport is not None:
             transport, self._transport = self._transport, None
             await transport.aclose()
+
+    def host_limits(self, top: int = 10) -> list[HostReport]:
+        """Each host's limits as learned so far (requests, 429/503 counts, concurrency and
+        rate with their ranges): the throttled hosts first, then the busiest."""
+        return self._require_open().hosts.reports(top)
 
     def _require_open(self) -> RequestExecutor:
         if self._executor is None or self._transport is None:

@@ -30,16 +30,30 @@ def _positive_or_none(name: str, value: float | None) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Limits:
-    """How hard to push: total in-flight requests, in-flight per host, requests per second."""
+    """How hard to push: total in-flight requests, in-flight per host, requests per second
+    (overall and per host). These are ceilings: with ``adapt`` each host's own limits are
+    learned below them from what it answers (429/503, errors, latency)."""
 
     concurrency: int = 100
     per_host: int = 8
     rate: float | None = None
+    per_host_rate: float | None = None
+    adapt: bool = True
 
     def __post_init__(self) -> None:
         _require(self.concurrency >= 1, "concurrency must be at least 1, e.g. concurrency=100")
         _require(self.per_host >= 1, "per_host must be at least 1, e.g. per_host=8")
         _require(self.rate is None or self.rate > 0, "rate must be > 0 requests/s, or None")
+        _require(
+            self.per_host_rate is None or self.per_host_rate > 0,
+            "per_host_rate must be > 0 requests/s, or None",
+        )
+
+    @property
+    def host_rate_cap(self) -> float | None:
+        """The most requests per second one host may get: the lower of both rates."""
+        rates = [rate for rate in (self.rate, self.per_host_rate) if rate is not None]
+        return min(rates) if rates else None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

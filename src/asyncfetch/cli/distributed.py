@@ -29,7 +29,6 @@ from .._models import Request, Response, RunStats
 from .._settings import DEFAULT_LEASE_S, Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import ResultHook, Runner
-from ..policy.limits import RateLimiter
 from ..report.progress import SUMMARY_HOSTS, ProgressReporter, host_lines, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -46,6 +45,7 @@ from .run import (
 
 if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
     from ..queues.redis.enqueue import Enqueuer
+    from ..queues.redis.host_limits import SharedLimits
     from ..queues.redis.jobs import JobKeys, Redis
     from ..queues.redis.worker_queue import RedisWorkQueue
     from ..report.hosts import HostSummary
@@ -58,6 +58,8 @@ _REQUEST_OPTIONS = (
     "concurrency",
     "per_host",
     "rate",
+    "per_host_rate",
+    "adapt",
     "method",
     "headers",
     "data",
@@ -126,11 +128,6 @@ def say(console: Console, text: str) -> None:
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 @redis_option
 @job_option
-@click.option(
-    "--per-host-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Requests per second per host, shared by all workers.",
-)
 @click.option("--append", is_flag=True, help="Add to an existing job instead of refusing.")
 @click.option(
     "--resume",
@@ -143,7 +140,6 @@ def enqueue_command(
     inputs: tuple[str, ...],
     redis_url: str,
     job: str,
-    per_host_rate: float | None,
     append: bool,
     resume: bool,
     quiet: bool,
@@ -163,7 +159,7 @@ def enqueue_command(
     fetch_job = FetchJob.from_options(options)
     console = Console(stderr=True)
     modes = {"append": append, "resume": resume}
-    coroutine = _enqueue(fetch_job, redis_url, job, per_host_rate, modes, console)
+    coroutine = _enqueue(fetch_job, redis_url, job, modes, console)
     sys.exit(run_with_exit_codes(coroutine, console))
 
 
@@ -174,7 +170,6 @@ async def _enqueue(
     fetch_job: FetchJob,
     redis_url: str,
     job: str,
-    per_host_rate: float | None,
     modes: dict[str, bool],
     console: Console,
 ) -> int:
@@ -189,7 +184,6 @@ async def _enqueue(
     check_inputs(fetch_job)
     stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
     stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
-    stored["per_host_rate"] = per_host_rate
     identity = {**stored, **fetch_job.resume_options("redis")}
     async with connected(redis_url) as client:
         start = await begin_enqueue(
@@ -379,22 +373,22 @@ class _Worker:
         return runner, queue
 
 
-def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> RateLimiter | None:
-    rate, per_host_rate = stored.get("rate"), stored.get("per_host_rate")
-    if rate is None and per_host_rate is None:
-        return None
-    from ..queues.redis.rate import RedisRateLimiter
+def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> SharedLimits | None:
+    from ..queues.redis.host_limits import shared_limits
 
-    return RedisRateLimiter(client, keys, rate=rate, per_host_rate=per_host_rate)
+    return shared_limits(client, keys, stored)
 
 
 def _executor(
-    transport: Transport, settings: Settings, rate_limiter: RateLimiter | None
+    transport: Transport, settings: Settings, rate_limiter: SharedLimits | None
 ) -> RequestExecutor:
     crash_on = os.environ.get(CRASH_HOOK_ENV)
     if crash_on:
         transport = _CrashingTransport(crash_on, transport)
-    return RequestExecutor(transport, settings, rate_limiter=rate_limiter)
+    executor = RequestExecutor(transport, settings, rate_limiter=rate_limiter)
+    if rate_limiter is not None:
+        rate_limiter.follow(executor.hosts)
+    return executor
 
 
 class _CrashingTransport:

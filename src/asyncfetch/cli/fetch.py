@@ -77,6 +77,18 @@ def _resolve(
     "--rate", type=click.FloatRange(min=0, min_open=True), help="Global requests per second."
 )
 @click.option(
+    "--per-host-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second per host (with enqueue: shared by all workers).",
+)
+@click.option(
+    "--adapt/--no-adapt",
+    default=True,
+    show_default=True,
+    help="Learn each host's limit from its 429/503s, errors and latency, under -c,"
+    " --per-host, --rate and --per-host-rate; --no-adapt keeps them fixed.",
+)
+@click.option(
     "-A", "--user-agent", help="User-Agent header of every request (default asyncfetch/0.1)."
 )
 @click.option("-X", "--method", help="Method for URL lines (default GET, or POST with -d).")

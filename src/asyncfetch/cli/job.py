@@ -85,6 +85,8 @@ class FetchJob(NamedTuple):
     retry_on: str | None = None
     only: str = "all"
     save_names: str = "id"
+    per_host_rate: float | None = None
+    adapt: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> FetchJob:
@@ -104,7 +106,14 @@ class FetchJob(NamedTuple):
     def settings(self) -> Settings:
         """Validated settings; raises ConfigError with a message for the user."""
         return Settings(
-            limits=Limits(concurrency=self.concurrency, per_host=self.per_host, rate=self.rate),
+            limits=Limits(
+                concurrency=self.concurrency,
+                per_host=self.per_host,
+                rate=self.rate,
+                per_host_rate=self.per_host_rate,
+                # A job enqueued before the option existed stored no value: adapt.
+                adapt=self.adapt is not False,
+            ),
             timeouts=Timeouts(
                 total=self.timeout, connect=self.connect_timeout, read=self.read_timeout
             ),

@@ -28,6 +28,7 @@ from ..pipeline.runner import Runner
 from ..pipeline.stats import StatsCollector
 from ..policy.limits import GcraRateMeter
 from ..queues.memory import MemoryQueue
+from ..report import politeness
 from ..report.progress import (
     SUMMARY_HOSTS,
     ProgressReporter,
@@ -199,7 +200,10 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
         )
         if job.metrics_port is not None and watch is not None:
             await start_metrics(job, stats, watch, console, stack)
-        result = await _run_with_signals(job, runner, console, settings, wiring.already_done)
+        result = await _run_with_signals(
+            job, runner, console, settings, wiring.already_done, executor.hosts.throttled_hosts
+        )
+        hosts = executor.hosts.reports()
         input_error = queue.feeder_error()
         if input_error is not None:
             raise input_error
@@ -212,8 +216,10 @@ async def _fetch(job: FetchJob, console: LazyConsole) -> int:
         "output": job.output or "-",
         "output_format": output_format,
         "limit_waits_s": {name: round(value, 3) for name, value in waits.items()},
+        "host_limits": politeness.host_rows(hosts),
     }
-    notes = wiring.notes(result) + output_lines(job, output_format, result)
+    notes = politeness.host_lines(hosts) + wiring.notes(result)
+    notes += output_lines(job, output_format, result)
     notes += limit_lines(job, waits, result)
     if "report" in extra:
         notes.append(f"report: {extra['report']}")
@@ -275,7 +281,12 @@ def check_inputs(job: FetchJob) -> None:
 
 
 async def _run_with_signals(
-    job: FetchJob, runner: Runner, console: LazyConsole, settings: Settings, already_done: int
+    job: FetchJob,
+    runner: Runner,
+    console: LazyConsole,
+    settings: Settings,
+    already_done: int,
+    throttled: Callable[[], int],
 ) -> RunStats:
     loop = asyncio.get_running_loop()
     handler = signal_handler(runner, console, settings.grace_period, quiet=job.quiet)
@@ -286,7 +297,7 @@ async def _run_with_signals(
     if job.progress_mode != "off":
         estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
-        async with _progress(job, runner, console):
+        async with _progress(job, runner, console, throttled):
             return await runner.run()
     finally:
         if estimator is not None:
@@ -297,12 +308,17 @@ async def _run_with_signals(
 
 
 def _progress(
-    job: FetchJob, runner: Runner, console: LazyConsole
+    job: FetchJob, runner: Runner, console: LazyConsole, throttled: Callable[[], int]
 ) -> AbstractAsyncContextManager[object]:
     # "off" shows nothing, so no reporter: its console would import rich for nothing.
     if job.progress_mode == "off":
         return nullcontext()
-    return ProgressReporter(runner.stats.snapshot, console.console, mode=job.progress_mode)
+    return ProgressReporter(
+        runner.stats.snapshot,
+        console.console,
+        mode=job.progress_mode,
+        throttled=throttled,
+    )
 
 
 def signal_handler(

@@ -84,6 +84,9 @@ class Dispatcher:
     async def run(self) -> None:
         """Drive requests until the input is exhausted and every request has a result."""
         self._done = asyncio.get_running_loop().create_future()
+        # A host paused (Retry-After) or held to its rate wakes its parked jobs in time.
+        hosts = self._executor.hosts
+        hosts.add_ready_callback(self._pump)
         self._pump()
         self._check_done()  # stopped before it ran, say
         try:
@@ -92,6 +95,7 @@ class Dispatcher:
             self.cancel()  # stopped from outside, or the queue failed
             raise
         finally:
+            hosts.remove_ready_callback(self._pump)
             if self._prefetch is not None:
                 self._prefetch.close()
 

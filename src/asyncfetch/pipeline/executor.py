@@ -74,7 +74,17 @@ class Job:
     It is also the transport's ``Exchange`` for an attempt started from a callback.
     """
 
-    __slots__ = ("clock", "delay", "first", "host", "item", "made", "on_landed", "request")
+    __slots__ = (
+        "clock",
+        "delay",
+        "first",
+        "host",
+        "item",
+        "made",
+        "on_landed",
+        "request",
+        "sent",
+    )
 
     def __init__(self, item: WorkItem, request: Request, on_landed: OnLanded | None) -> None:
         self.item = item
@@ -85,6 +95,7 @@ class Job:
         self.made = 0  # attempts made (a resend after a stale connection is not one)
         self.delay = 0.0  # the backoff owed before the next attempt
         self.first: Response | None = None  # a redirect the next attempt follows from
+        self.sent = 0.0  # when the attempt started from a callback began (perf_counter)
 
     def landed(self, outcome: Landing) -> None:
         on_landed = self.on_landed
@@ -113,9 +124,14 @@ class RequestExecutor:
     ) -> None:
         self._transport = transport
         self._settings = settings
-        self._per_host = PerHostLimiter(settings.limits.per_host)
+        limits = settings.limits
+        self._per_host = PerHostLimiter(
+            min(limits.per_host, limits.concurrency),
+            rate=limits.host_rate_cap,
+            adapt=limits.adapt,
+        )
         self.waits = LimitWaits()
-        self._global = Slots(_usable_concurrency(transport, settings.limits.concurrency))
+        self._global = Slots(_usable_concurrency(transport, limits.concurrency))
         self._deadlines = DeadlineWatch()
         self._rate = rate_limiter
         self._save_body = save_body
@@ -133,7 +149,9 @@ class RequestExecutor:
         return self._settings
 
     async def aclose(self) -> None:
-        """Stop the deadline sweeper (it also stops by itself once nothing is running)."""
+        """Stop the deadline sweeper (it also stops by itself once nothing is running)
+        and the per-host limits' load timer."""
+        self._per_host.stop()
         await self._deadlines.aclose()
 
     async def execute(self, request: Request, *, enqueued_at: float | None = None) -> Result:
@@ -161,9 +179,17 @@ class RequestExecutor:
         self._per_host.release(host)
         return False
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, outcome: object = None, started: float = 0.0) -> None:
+        """Give back the slots :meth:`try_hold` took; ``outcome`` is what the attempt that
+        started at ``started`` (a ``perf_counter`` value) got, None if it never ran: the
+        host's adaptive limit learns from it."""
         self._global.release()
-        self._per_host.release(job.host)
+        self._per_host.release(job.host, outcome, started)
+
+    @property
+    def hosts(self) -> PerHostLimiter:
+        """Each host's limits: what they learned, and waking those who wait for them."""
+        return self._per_host
 
     # -- the callback path -----------------------------------------------------------------
 
@@ -177,6 +203,7 @@ class RequestExecutor:
         start_now = self._start_now
         if start_now is not None and job.delay == 0.0 and job.first is None:
             settings = self._settings
+            job.sent = _perf_counter()
             if start_now(job, settings.timeouts, settings.body.max_body):
                 return True
         self._release(job)
@@ -185,7 +212,7 @@ class RequestExecutor:
     def land(self, job: Job, outcome: Landing) -> Result | None:
         """An attempt begun by :meth:`start` ended: the Result, or None when more is to be
         done (a retry, a redirect to follow, a resend): run :meth:`complete` in a task."""
-        self._release(job)
+        self._release(job, outcome, job.sent)
         if self._ends(job, outcome):
             assert outcome is not None  # _ends is False for a resend
             return self._record(job, outcome)
@@ -220,7 +247,9 @@ class RequestExecutor:
                 waits.per_host += got_host - asked
                 waits.concurrency += got_slot - got_host
                 clock.wait_ms += (ready - asked) * 1000
-                return await self._send(request, first)
+                outcome = await self._send(request, first)
+                self._per_host.observe(host, outcome, ready)
+                return outcome
 
     async def _send(self, request: Request, first: Response | None) -> Outcome:
         """One attempt, its slots held: the transport under the total deadline."""

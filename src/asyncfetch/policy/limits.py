@@ -1,20 +1,32 @@
-"""Politeness limits: a GCRA rate meter and per-host concurrency.
+"""Politeness limits: a GCRA rate meter, global slots, and each host's adaptive limits.
 
-Global concurrency is the number of workers; these two add the limits that workers share.
+Global concurrency is the number of workers; these add the limits that workers share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .._errors import ConfigError
+from .adaptive import (
+    THROTTLED,
+    HostLimit,
+    HostReport,
+    HostTable,
+    classify,
+    client_is_bottleneck,
+    retry_after_of,
+)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+# (host, seconds of Retry-After or None, seconds since the throttled attempt started)
+ThrottleListener = Callable[[str, float | None, float], None]
 
 
 class RateLimiter(Protocol):
@@ -137,82 +149,236 @@ class Slots:
 
 
 class PerHostLimiter:
-    """At most ``limit`` requests in flight per host.
+    """Each host's adaptive limits (``adaptive.py``) enforced: in-flight slots, pauses, rate.
 
-    Semaphores are created on first use and dropped when no request for the host is in
-    flight or waiting, so a run over a million distinct hosts holds only the busy ones.
-    ``hold(host)`` returns a small async context manager (a class, not a generator: this
-    runs once per attempt on the hot path).
+    ``hold(host)`` is an async context manager that waits for a slot under the host's
+    current concurrency, then for the end of any ``Retry-After`` pause and for the host's
+    rate slot; ``try_hold`` takes all of that only if it is free now. Callers report each
+    attempt's outcome with :meth:`observe`. When a ``try_hold`` fails for time alone (a
+    pause, the rate), the callbacks added with :meth:`add_ready_callback` run once the
+    host may start again, so a caller that parked work is woken without polling.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        rate: float | None = None,
+        adapt: bool = True,
+        clock: Clock = time.perf_counter,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         if limit < 1:
             raise ConfigError("per-host limit must be at least 1")
-        self._limit = limit
-        self._slots: dict[str, _HostSlot] = {}
+        if rate is not None and rate <= 0:
+            raise ConfigError("per-host rate must be > 0 requests per second")
+        self.table = HostTable(limit, rate, adapt=adapt)
+        self._clock = clock
+        self._sleep = sleep
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._ready_callbacks: list[Callable[[], None]] = []
+        self._wake_timer: asyncio.TimerHandle | None = None
+        self._wake_at = math.inf
+        self._listeners: list[ThrottleListener] = []
+        self._client_load = ClientLoad()
 
     def hold(self, host: str) -> _HostSlot:
-        slot = self._slots.get(host)
-        if slot is None:
-            slot = self._slots[host] = _HostSlot(self, host, self._limit)
-        return slot
+        return _HostSlot(self, host)
 
     def try_hold(self, host: str) -> bool:
         """Take a slot for ``host`` if one is free now (then :meth:`release` it); never waits."""
-        slot = self.hold(host)
-        if slot.try_enter():
+        self._client_load.watch()
+        limit = self.table.get(host)
+        now = self._clock()
+        if limit.can_start(now) and host not in self._waiters:
+            limit.start(now)
             return True
-        if slot.unused:
-            self._forget(host)
+        if limit.in_flight < limit.concurrency:
+            self._wake_later(limit.wait_time(now))
         return False
 
-    def release(self, host: str) -> None:
-        """Give back a slot taken with :meth:`try_hold`."""
-        self._slots[host].exit()
+    def release(self, host: str, outcome: object = None, started: float = 0.0) -> None:
+        """Give back a slot taken with :meth:`try_hold` or ``hold``; ``outcome`` is what
+        the attempt that started at ``started`` got, None if it never ran."""
+        limit = self.table.hosts[host]
+        limit.finish()
+        if outcome is not None:
+            self._learn(host, limit, outcome, started)
+        self._hand_on(host, limit)
 
-    def _forget(self, host: str) -> None:
-        del self._slots[host]
+    def observe(self, host: str, outcome: object, started: float) -> None:
+        """Learn from the outcome of an attempt on ``host`` that started at ``started``
+        (a ``clock()`` value), its slot still held."""
+        limit = self.table.hosts.get(host)
+        if limit is not None:
+            self._learn(host, limit, outcome, started)
+            self._hand_on(host, limit)
+
+    def _learn(self, host: str, limit: HostLimit, outcome: object, started: float) -> None:
+        """Every attempt's outcome comes here, and only here."""
+        now = self._clock()
+        limit.observe(outcome, started, now, self._client_load.idle_enough)
+        if self._listeners and classify(outcome) == THROTTLED:
+            for listener in self._listeners:
+                listener(host, retry_after_of(outcome), now - started)
+
+    def share_rates(self, listener: ThrottleListener) -> None:
+        """Let ``listener`` learn hosts' rates (across workers) from every 429/503: rates
+        are then no longer learned here, only concurrency and pauses."""
+        self.table.learn_rate = False
+        self._listeners.append(listener)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def stop(self) -> None:
+        """Stop the timer that tells the client's load from the hosts'."""
+        self._client_load.stop()
 
     @property
     def tracked_hosts(self) -> int:
-        return len(self._slots)
+        return len(self.table.hosts)
+
+    def throttled_hosts(self) -> int:
+        """Hosts held back below the user's limits right now (for the progress display)."""
+        return self.table.throttled_now(self._clock())
+
+    def reports(self, top: int = 10) -> list[HostReport]:
+        """The throttled and the busiest hosts' figures (for the end-of-run summary)."""
+        return self.table.reports(self._clock(), top=top)
+
+    # -- waking callers ------------------------------------------------------------------
+
+    def add_ready_callback(self, callback: Callable[[], None]) -> None:
+        self._ready_callbacks.append(callback)
+
+    def remove_ready_callback(self, callback: Callable[[], None]) -> None:
+        if callback in self._ready_callbacks:
+            self._ready_callbacks.remove(callback)
+
+    def _wake_later(self, delay: float) -> None:
+        if not self._ready_callbacks or delay <= 0:
+            return
+        when = self._clock() + delay
+        if when >= self._wake_at:
+            return
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+        self._wake_at = when
+        self._wake_timer = asyncio.get_running_loop().call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        self._wake_timer = None
+        self._wake_at = math.inf
+        for callback in list(self._ready_callbacks):
+            callback()
+
+    def _hand_on(self, host: str, limit: HostLimit) -> None:
+        """Hand free slots to the oldest waiters for ``host`` (the limit may have grown)."""
+        waiters = self._waiters.get(host)
+        while waiters and limit.in_flight < limit.concurrency:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                limit.in_flight += 1
+                waiter.set_result(None)
+        if waiters is not None and not waiters:
+            del self._waiters[host]
+
+    async def _enter(self, host: str) -> None:
+        self._client_load.watch()
+        limit = self.table.get(host)
+        if limit.in_flight < limit.concurrency and host not in self._waiters:
+            limit.in_flight += 1
+        else:
+            await self._queue_for(host, limit)
+        try:
+            await self._wait_turn(limit)
+        except BaseException:
+            self.release(host)
+            raise
+
+    async def _queue_for(self, host: str, limit: HostLimit) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(host, deque()).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if not waiter.cancelled():
+                self.release(host)  # the slot was handed to us as we were cancelled
+            else:
+                queue = self._waiters.get(host)
+                if queue is not None and waiter in queue:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self._waiters[host]
+            raise
+
+    async def _wait_turn(self, limit: HostLimit) -> None:
+        """Wait out the host's pause, then for its rate slot; a pause that begins while
+        we wait voids the slot, and we queue again after it."""
+        while True:
+            now = self._clock()
+            if now < limit.paused_until:
+                await self._sleep(limit.paused_until - now)
+                continue
+            pauses = limit.pauses
+            delay = limit.take_slot(now)
+            if delay > 0:
+                await self._sleep(delay)
+            if limit.pauses == pauses:
+                return
 
 
 class _HostSlot:
-    __slots__ = ("_host", "_owner", "_semaphore", "_users")
+    """``async with limiter.hold(host):`` a slot for one attempt on ``host``."""
 
-    def __init__(self, owner: PerHostLimiter, host: str, limit: int) -> None:
+    __slots__ = ("_host", "_owner")
+
+    def __init__(self, owner: PerHostLimiter, host: str) -> None:
         self._owner = owner
         self._host = host
-        self._semaphore = Slots(limit)
-        self._users = 0
 
     async def __aenter__(self) -> None:
-        self._users += 1
-        try:
-            await self._semaphore.acquire()
-        except BaseException:
-            self._leave()
-            raise
+        await self._owner._enter(self._host)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.exit()
+        self._owner.release(self._host)
 
-    @property
-    def unused(self) -> bool:
-        return self._users == 0
 
-    def try_enter(self) -> bool:
-        if self._semaphore.try_acquire():
-            self._users += 1
-            return True
-        return False
+class ClientLoad:
+    """Whether latencies measured now are the hosts' or our own (see
+    :func:`~asyncfetch.policy.adaptive.client_is_bottleneck`): a timer every
+    ``interval`` seconds reads the process's CPU time and how late the timer itself ran."""
 
-    def exit(self) -> None:
-        self._semaphore.release()
-        self._leave()
+    __slots__ = ("_cpu", "_due", "_handle", "_interval", "_wall", "idle_enough")
 
-    def _leave(self) -> None:
-        self._users -= 1
-        if self._users == 0:
-            self._owner._forget(self._host)
+    def __init__(self, interval: float = 0.1) -> None:
+        self._interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+        self._cpu = 0.0
+        self._wall = 0.0
+        self._due = 0.0
+        self.idle_enough = False  # until the first interval has been measured
+
+    def watch(self) -> None:
+        """Start measuring (once, from inside the running loop)."""
+        if self._handle is None:
+            self._cpu, self._wall = time.process_time(), time.perf_counter()
+            self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._due = self._wall + self._interval
+        self._handle = loop.call_later(self._interval, self._tick)
+
+    def _tick(self) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        late = max(0.0, wall - self._due)
+        self.idle_enough = not client_is_bottleneck(cpu - self._cpu, wall - self._wall, late)
+        self._cpu, self._wall = cpu, wall
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._models import RunStats
+from .politeness import throttled_note
 
 if TYPE_CHECKING:
     # rich is imported where a bar is made: the summary helpers and a run without a
@@ -23,11 +24,12 @@ if TYPE_CHECKING:
 Snapshot = Callable[[], RunStats]
 
 
-def status_line(stats: RunStats) -> str:
+def status_line(stats: RunStats, throttled: int = 0) -> str:
     total = f"/{stats.total}" if stats.total is not None else ""
     return (
         f"asyncfetch: {stats.done}{total} done, {stats.ok} ok, {stats.failed} failed, "
         f"{stats.in_flight} in flight, {stats.rate:.1f} req/s, {stats.elapsed_s:.0f} s"
+        f"{throttled_note(throttled)}"
     )
 
 
@@ -41,6 +43,7 @@ class ProgressReporter:
         *,
         mode: str = "auto",
         interval: float = 5.0,
+        throttled: Callable[[], int] | None = None,
     ) -> None:
         if mode == "auto":
             mode = "bar" if console.is_terminal else "lines"
@@ -48,6 +51,7 @@ class ProgressReporter:
         self._console = console
         self._mode = mode
         self._interval = interval
+        self._throttled = throttled or (lambda: 0)
         self._task: asyncio.Task[None] | None = None
         self._progress: Progress | None = None
         self._task_id: TaskID | None = None
@@ -57,7 +61,7 @@ class ProgressReporter:
             self._progress = _make_bar(self._console)
             self._progress.start()
             self._task_id = self._progress.add_task(
-                "fetching", total=None, ok=0, failed=0, rate=0.0
+                "fetching", total=None, ok=0, failed=0, rate=0.0, throttled=""
             )
             self._task = asyncio.create_task(self._loop(0.2), name="asyncfetch-progress")
         elif self._mode == "lines":
@@ -86,7 +90,8 @@ class ProgressReporter:
             if self._progress is not None:
                 self._update_bar(stats)
             else:
-                self._console.print(status_line(stats), highlight=False, soft_wrap=True)
+                line = status_line(stats, self._throttled())
+                self._console.print(line, highlight=False, soft_wrap=True)
 
     def _update_bar(self, stats: RunStats) -> None:
         assert self._progress is not None
@@ -98,6 +103,7 @@ class ProgressReporter:
             ok=stats.ok,
             failed=stats.failed,
             rate=stats.rate,
+            throttled=throttled_note(self._throttled()).lstrip(", "),
         )
 
 
@@ -117,6 +123,7 @@ def _make_bar(console: Console) -> Progress:
         MofNCompleteColumn(),
         TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/]"),
         TextColumn("{task.fields[rate]:.0f} req/s", style="cyan"),
+        TextColumn("{task.fields[throttled]}", style="yellow"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
