@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import TracebackType
 from typing import Final, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..._errors import (
     CancelledRequestError,
@@ -30,6 +30,7 @@ from ..._errors import (
 from ..._models import Request, Response
 from ..._settings import Timeouts, TransportOptions
 from ...policy.hosts import host_of
+from ..targets import normalized_target
 from .codec import ACCEPT_ENCODING
 from .connection import Connection, Outbox, StaleConnection
 from .pool import HostPool, open_connection
@@ -39,7 +40,6 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # We frame the body ourselves; a caller's framing headers would desync the connection.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
-_SAFE_TARGET_CHARS: Final = "!#$%&'()*+,/:;=?@[]~"
 # From the end of "scheme://" to the first /, ? or #: the authority (always matches).
 _authority_end: Final = re.compile(r"[^/?#]*").match
 
@@ -116,10 +116,8 @@ def route(url: str) -> Route:
     target = url[end:]
     if "#" in target:
         target = target.split("#", 1)[0]
-    if target[:1] != "/":
-        target = "/" + target
-    if not target.isascii() or " " in target:
-        target = quote(target, safe=_SAFE_TARGET_CHARS)
+    if target[:1] != "/" or "/." in target or not target.isascii() or " " in target:
+        target = normalized_target(target)
     return Route(origin, target, authorization)
 
 
