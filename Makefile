@@ -38,7 +38,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: native
+# Debian packages the tests run for real: the interop suite's third-party servers.
+DEBIAN_TEST_PACKAGES := nginx lighttpd tinyproxy
+SYSTEM_STAMP := $(VENV)/.installed-debian
+
+$(SYSTEM_STAMP): Makefile | $(BIN)/python
+	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get -o DPkg::Lock::Timeout=600 update -q && \
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends $$missing; \
+	fi
+	touch $@
+
+pytest: native $(SYSTEM_STAMP)
 	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
