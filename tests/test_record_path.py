@@ -94,7 +94,7 @@ def reference_record(result: Result) -> dict[str, Any]:
     record["sha256"] = result.sha256
     record["content_type"] = result.content_type
     if result.headers is not None:
-        record["headers"] = {name: value for name, value in result.headers}
+        record["headers"] = expected_header_form(result.headers)
     if result.body is not None:
         record[result.body.key] = result.body.value
     record["meta"] = result.meta
@@ -150,6 +150,15 @@ def make_result(result_id: str = "r1", **changes: Any) -> Result:
 
 def make_request(url: str = "https://example.com/a", **changes: Any) -> Request:
     return Request(url=url, id=changes.pop("id", "req-1"), line=changes.pop("line", 3), **changes)
+
+
+def expected_header_form(headers: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The documented record form, written out independently: lower-case names in
+    arrival order; a repeated name keeps every value, as a list."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name.lower(), []).append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in grouped.items()}
 
 
 def make_response(**changes: Any) -> Response:
@@ -483,7 +492,7 @@ def legacy_to_record(result: Result) -> dict[str, Any]:
         "content_type": result.content_type,
     }
     if result.headers is not None:
-        record["headers"] = dict(result.headers)
+        record["headers"] = expected_header_form(result.headers)
     if result.body is not None:
         record[result.body.key] = result.body.value
     record["meta"] = result.meta

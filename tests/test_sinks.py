@@ -509,8 +509,8 @@ async def test_sqlite_round_trips_rows_and_records(tmp_path: Path) -> None:
     assert rows["err-timeout"]["error_message"] == "no response in 30 s\nafter 3 attempts"
     assert rows["ok-text"]["body"] == 'héllo\n世界\r\nsecond "line", with comma'
     assert orjson.loads(rows["ok-text"]["headers"]) == {
-        "Content-Type": "text/html",
-        "X-Note": "ünï",
+        "content-type": "text/html",
+        "x-note": "ünï",
     }
     assert rows["b64"]["headers"] is None
     assert rows["saved"]["path"] == "out/example.com/saved.html"

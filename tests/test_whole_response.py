@@ -16,7 +16,8 @@ import random
 
 import pytest
 
-from asyncfetch.transport.fast.connection import MAX_HEADER_BYTES, MAX_HEADER_COUNT
+from asyncfetch.transport.base import MAX_HEADER_FIELD_BYTES as MAX_HEADER_BYTES
+from asyncfetch.transport.base import MAX_HEADER_FIELDS as MAX_HEADER_COUNT
 
 from .llhttp_reference import llhttp_report
 from .native_build import C_MODULES

@@ -18,6 +18,23 @@ Headers = tuple[tuple[str, str], ...]
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+def header_record(headers: Headers) -> dict[str, str | list[str]]:
+    """The record's form of response headers, the same for both engines and every sink:
+    lower-case names (HTTP field names are case-insensitive), in arrival order; a name
+    that repeats (Set-Cookie, say) keeps every value, as a list."""
+    record: dict[str, str | list[str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        seen = record.get(key)
+        if seen is None:
+            record[key] = value
+        elif isinstance(seen, list):
+            seen.append(value)
+        else:
+            record[key] = [seen, value]
+    return record
+
+
 def request_id(method: str, url: str, body: bytes | None) -> str:
     """A stable id for a request that has none: the same request always gets the same id."""
     # sha256 of "METHOD url\nbody". One call over the joined bytes is the same digest as
@@ -345,7 +362,7 @@ class Result:
             "content_type": self.content_type,
         }
         if self.headers is not None:
-            record["headers"] = dict(self.headers)
+            record["headers"] = header_record(self.headers)
         body = self.body
         if body is not None:
             record[body.key] = body.value

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import orjson
 
-from .._models import Result
+from .._models import Result, header_record
 from .._optional_c import optional_c_function
 
 FlatValue = str | int | float | None
@@ -225,7 +225,7 @@ def flat_row(result: Result, *, include_headers: bool) -> list[FlatValue]:
     ]
     if include_headers:
         headers = result.headers
-        row.append(None if headers is None else dumps(dict(headers)).decode("utf-8"))
+        row.append(None if headers is None else dumps(header_record(headers)).decode("utf-8"))
     row += (
         body_value if body_key == "body" else None,
         body_value if body_key == "body_b64" else None,

@@ -33,14 +33,12 @@ from .._errors import (
 )
 from .._models import Request, Response
 from .._settings import Timeouts, TransportOptions
+from .base import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS
 from .descriptors import connection_cap, lookups_for
 from .resolver import Resolver
+from .targets import normalized_target
 
 _CHUNK = 64 * 1024
-# Servers in the wild send long cookies and CSP headers; aiohttp's 8 KiB default rejects
-# real sites. 64 KiB per line and 500 headers match what the fast engine accepts.
-_MAX_HEADER_LINE = 64 * 1024
-_MAX_HEADERS = 500
 _OUT_OF_DESCRIPTORS: Final = frozenset({errno.EMFILE, errno.ENFILE})
 _DESCRIPTOR_RETRY_S: Final = 0.05
 
@@ -204,6 +202,21 @@ class _AsyncfetchResolver(aiohttp.abc.AbstractResolver):
         return None  # the transport closes its Resolver, after the session
 
 
+# Methods whose request content has a meaning (RFC 9110 section 8.6): without a body they
+# still say "Content-Length: 0", as the fast engine does; the others say nothing.
+_CONTENT_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, framed as curl and the fast engine frame it: no
+    ``Content-Length: 0`` on a bodiless DELETE (or any method without content)."""
+
+    def update_body_from_data(self, body: Any, _stacklevel: int = 3) -> None:
+        super().update_body_from_data(body, _stacklevel + 1)
+        if body is None and self.method not in _CONTENT_METHODS:
+            self.headers.pop("Content-Length", None)
+
+
 class AiohttpTransport:
     """Transport over one shared :class:`aiohttp.ClientSession`."""
 
@@ -262,10 +275,15 @@ class AiohttpTransport:
             cookie_jar=aiohttp.DummyCookieJar(),  # requests must not leak state into others
             timeout=aiohttp.ClientTimeout(total=None),
             headers={"User-Agent": self._options.user_agent},
+            # A body is sent with the type its request gives, or none: never a made-up
+            # application/octet-stream.
+            skip_auto_headers=("Content-Type",),
+            request_class=_Request,
             trust_env=False,
-            max_line_size=_MAX_HEADER_LINE,
-            max_field_size=_MAX_HEADER_LINE,
-            max_headers=_MAX_HEADERS,
+            # aiohttp's 8 KiB default rejects real sites: the limits both engines share.
+            max_line_size=MAX_HEADER_FIELD_BYTES,
+            max_field_size=MAX_HEADER_FIELD_BYTES,
+            max_headers=MAX_HEADER_FIELDS,
         )
         # aiohttp replays a GET once after any reset or disconnect, even on a new
         # connection: a failing server then sees two requests per attempt that no record
@@ -366,16 +384,25 @@ def _check_tls_name(host: str) -> None:
     host.encode("idna")  # UnicodeError, a ValueError, says which label is wrong
 
 
-def _target_url(request: Request) -> str | yarl.URL:
-    """An explicit Authorization header wins over URL userinfo, as with curl.
+def _target_url(request: Request) -> yarl.URL:
+    """The URL aiohttp sends, with the target as the fast engine and curl send it.
 
-    aiohttp refuses the combination outright; dropping the userinfo keeps the request valid.
+    Marked as already encoded, so that yarl neither decodes reserved characters (``%2F``
+    stays ``%2F``) nor re-encodes anything; the origin goes through yarl for IDNA. An
+    explicit Authorization header wins over URL userinfo, as with curl: aiohttp refuses
+    the combination outright, so the userinfo is dropped.
     """
-    if "@" not in request.url:
-        return request.url
-    if not any(name.lower() == "authorization" for name, _ in request.headers):
-        return request.url
-    return yarl.URL(request.url).with_user(None)
+    parts = urlsplit(request.url)
+    origin = yarl.URL(f"{parts.scheme}://{parts.netloc}")
+    if parts.username is not None and _has_authorization(request):
+        origin = origin.with_user(None)
+    # The target as written (an empty query's "?" included), as the fast engine cuts it.
+    target = request.url.split("#", 1)[0][len(parts.scheme) + 3 + len(parts.netloc) :]
+    return yarl.URL(str(origin) + normalized_target(target), encoded=True)
+
+
+def _has_authorization(request: Request) -> bool:
+    return any(name.lower() == "authorization" for name, _ in request.headers)
 
 
 async def _read_body(response: aiohttp.ClientResponse, max_body: int) -> bytes:

@@ -8,7 +8,7 @@ it needs nothing more.
 
 from __future__ import annotations
 
-from typing import Protocol, TypeGuard
+from typing import Final, Protocol, TypeGuard
 
 from .._errors import TransportError
 from .._models import Request, Response
@@ -19,6 +19,15 @@ from .._settings import Timeouts
 # server before it answered and the request may be sent again with ``send`` (that try
 # does not count as an attempt; the transport has already decided it is safe to repeat).
 Landing = Response | TransportError | None
+
+# Response header limits, the same on both engines: one field line (name and value) and
+# the number of fields. Servers in the wild send long cookies and CSP headers, and nginx
+# happily sends 80 fields of 1 KiB; curl takes 100 KiB per field and 300 KiB in all.
+MAX_HEADER_FIELD_BYTES: Final = 64 * 1024
+MAX_HEADER_FIELDS: Final = 500
+# The fast engine also bounds the whole section (an endless header line grows llhttp's
+# buffer until then); aiohttp's parser bounds each field as it reads it.
+MAX_HEADER_BLOCK_BYTES: Final = 1024 * 1024
 
 
 class Transport(Protocol):

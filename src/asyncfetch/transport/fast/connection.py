@@ -34,6 +34,7 @@ from ..._errors import (
 )
 from ..._optional_c import optional_c_function
 from ...policy.deadlines import overdue_error
+from ..base import MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS
 from .codec import BodyDecoder, make_decoder
 
 WholeResponse = Callable[
@@ -45,8 +46,6 @@ _WHOLE_RESPONSE: Final[WholeResponse | None] = optional_c_function(
     "asyncfetch.transport.fast.whole_response", "whole_response"
 )
 
-MAX_HEADER_BYTES: Final = 64 * 1024
-MAX_HEADER_COUNT: Final = 500
 # Above this a body is written separately rather than copied onto the request head.
 _COPY_BODY_LIMIT: Final = 64 * 1024
 # Bound once: compiled, ``time.perf_counter`` is a module attribute lookup on every call.
@@ -340,8 +339,8 @@ class Connection(asyncio.Protocol):
         self.headers_at = 0.0
         self.keep_alive = False
         self._chunks.clear()
-        self._header_bytes = 0
         self._head_bytes_seen = 0
+        self._header_bytes = 0
         self._headers_done = False
         self._got_bytes = False
         self._raw_size = 0
@@ -391,7 +390,9 @@ class Connection(asyncio.Protocol):
             return
         parse_whole = _WHOLE_RESPONSE
         if parse_whole is not None and not self._got_bytes and not self._is_head:
-            whole = parse_whole(data, self._max_body, MAX_HEADER_BYTES, MAX_HEADER_COUNT)
+            # Heads up to one field's limit only: anything larger goes to llhttp, whose
+            # per-field check is the rule, so the C parse stays a strict subset of it.
+            whole = parse_whole(data, self._max_body, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS)
             if whole is not None:
                 self._got_bytes = True
                 self._take_whole(*whole)
@@ -440,8 +441,8 @@ class Connection(asyncio.Protocol):
         # llhttp buffers nothing itself, but httptools accumulates an unfinished header
         # line: count raw bytes so an endless header section cannot grow memory.
         self._head_bytes_seen += size
-        if self._head_bytes_seen > MAX_HEADER_BYTES:
-            self._finish(ProtocolError(f"response headers exceed {MAX_HEADER_BYTES} bytes"))
+        if self._head_bytes_seen > MAX_HEADER_BLOCK_BYTES:
+            self._finish(ProtocolError(f"response headers exceed {MAX_HEADER_BLOCK_BYTES} bytes"))
 
     def _on_parser_error(self, exc: HttpParserError) -> None:
         if self._state == _ACTIVE:
@@ -515,13 +516,19 @@ class Connection(asyncio.Protocol):
         # The hottest Python code per response (called once per header): keep it lean.
         if self._headers_done:
             return  # chunked trailers are not part of the response headers
-        self._header_bytes += len(name) + len(value) + 4
+        field_bytes = len(name) + len(value)
+        self._header_bytes += field_bytes + 4
         headers = self._headers
-        if self._header_bytes > MAX_HEADER_BYTES or len(headers) >= MAX_HEADER_COUNT:
+        if (
+            field_bytes > MAX_HEADER_FIELD_BYTES
+            or self._header_bytes > MAX_HEADER_BLOCK_BYTES
+            or len(headers) >= MAX_HEADER_FIELDS
+        ):
             raise self._fail(
                 ProtocolError(
-                    f"response headers exceed {MAX_HEADER_COUNT} fields"
-                    f" or {MAX_HEADER_BYTES} bytes"
+                    f"response headers exceed {MAX_HEADER_FIELDS} fields,"
+                    f" {MAX_HEADER_FIELD_BYTES} bytes in one field"
+                    f" or {MAX_HEADER_BLOCK_BYTES} bytes in all"
                 )
             )
         if len(name) in _INTERESTING_NAME_LENGTHS:  # skips lower() for most headers

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import TracebackType
 from typing import Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..._errors import (
     CancelledRequestError,
@@ -33,6 +33,7 @@ from ...policy.hosts import host_of
 from ..base import Exchange
 from ..descriptors import connection_cap, lookups_for
 from ..resolver import Resolver
+from ..targets import normalized_target
 from .budget import ConnectionBudget
 from .codec import ACCEPT_ENCODING
 from .connection import Connection, Outbox, StaleConnection
@@ -43,7 +44,6 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 # We frame the body ourselves; a caller's framing headers would desync the connection.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
-_SAFE_TARGET_CHARS: Final = "!#$%&'()*+,/:;=?@[]~"
 # From the end of "scheme://" to the first /, ? or #: the authority (always matches).
 _authority_end: Final = re.compile(r"[^/?#]*").match
 
@@ -110,10 +110,8 @@ def route(url: str) -> Route:
     target = url[end:]
     if "#" in target:
         target = target.split("#", 1)[0]
-    if target[:1] != "/":
-        target = "/" + target
-    if not target.isascii() or " " in target:
-        target = quote(target, safe=_SAFE_TARGET_CHARS)
+    if target[:1] != "/" or "/." in target or not target.isascii() or " " in target:
+        target = normalized_target(target)
     return Route(origin, target, authorization)
 
 
