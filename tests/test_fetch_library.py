@@ -231,7 +231,7 @@ async def test_secrets_never_reach_the_record(server: RecordingServer, engine: s
     record = result.to_record()
     assert result.ok
     assert record["url"] == f"http://[redacted]@127.0.0.1:{server.port}/set-cookie"
-    assert record["headers"]["Set-Cookie"] == "[redacted]"
+    assert record["headers"]["set-cookie"] == "[redacted]"  # record names are lower-case
     assert record["body"] == "cookie set"
     text = orjson.dumps(record).decode()
     assert "pa55word" not in text and "abcdef123" not in text and "YWxpY2U6" not in text
