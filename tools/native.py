@@ -74,17 +74,17 @@ def main() -> int:
     return build(modules, required=args.required)
 
 
-def configured_modules() -> list[Module]:
+def configured_modules(src: Path = SRC) -> list[Module]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     native = config["tool"]["asyncfetch"]["native"]
     return [
-        *(Module(_path(name, ".py")) for name in native["modules"]),
-        *(Module(_path(name, ".c")) for name in native["c_modules"]),
+        *(Module(_path(name, ".py", src)) for name in native["modules"]),
+        *(Module(_path(name, ".c", src)) for name in native["c_modules"]),
     ]
 
 
-def _path(module: str, suffix: str) -> Path:
-    return SRC / (module.replace(".", "/") + suffix)
+def _path(module: str, suffix: str, src: Path = SRC) -> Path:
+    return src / (module.replace(".", "/") + suffix)
 
 
 def runtime_library() -> Path:
@@ -123,29 +123,31 @@ def build(modules: list[Module], *, required: bool) -> int:
     return 0
 
 
-def _compile(modules: list[Module]) -> None:
+def _compile(modules: list[Module], src: Path = SRC, cache: Path | None = None) -> None:
+    """Build ``modules`` in place under ``src`` (another tree than ours: benchmarks/native_ab.py
+    builds copies of the package with some modules left out, to measure what each earns)."""
     # Imported here so that `clean` and `status` need neither mypy nor setuptools.
     from mypyc.build import mypycify
     from setuptools import Extension, setup
 
-    paths = [str(m.source.relative_to(SRC)) for m in modules if m.source.suffix == ".py"]
+    paths = [str(m.source.relative_to(src)) for m in modules if m.source.suffix == ".py"]
     c_extensions = [
         Extension(
-            ".".join(m.source.relative_to(SRC).with_suffix("").parts),
-            [str(m.source.relative_to(SRC))],
+            ".".join(m.source.relative_to(src).with_suffix("").parts),
+            [str(m.source.relative_to(src))],
         )
         for m in modules
         if m.source.suffix == ".c"
     ]
     previous = Path.cwd()
-    os.chdir(SRC)  # mypyc names each module after its path relative to the working directory
+    os.chdir(src)  # mypyc names each module after its path relative to the working directory
     try:
         with tempfile.TemporaryDirectory() as scratch:
             extensions = mypycify(
                 [
                     *paths,
                     *("--config-file", str(ROOT / "pyproject.toml")),
-                    *("--cache-dir", str(ROOT / "build" / "mypyc-cache")),
+                    *("--cache-dir", str(cache or ROOT / "build" / "mypyc-cache")),
                 ],
                 opt_level="3",
                 group_name=GROUP,

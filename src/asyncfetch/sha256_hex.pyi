@@ -1,3 +1,0 @@
-# The C module sha256_hex.c; built by tools/native.py beside the mypyc modules. The
-# function is absent where the CPU lacks the SHA extensions (see hashing.py).
-def sha256_hex(data: bytes, digits: int = 64, /) -> str: ...
