@@ -7,9 +7,10 @@ send the whole of it. So in Redis mode a host's rate is learned and enforced in 
 hash per host, next to the shared GCRA meters (``rate.py``): the same AIMD as
 ``policy/adaptive.py`` (see there for why), in two Lua scripts that read the clock with
 Redis TIME so the workers' clocks do not matter. ``acquire`` reserves the host's next
-slot (one round trip per request; it also counts the requests sent, all workers
-together, which is what a cut starts from); ``throttled`` (a worker saw 429/503) pauses
-the host for its ``Retry-After`` and cuts its rate, once per round. Concurrency and the
+slot (the acquires of one event-loop turn share a round trip, ``batched.py``) and counts
+the requests sent, all workers together, which is what a cut starts from; ``throttled``
+(a worker saw 429/503) pauses the host for its ``Retry-After`` and cuts its rate, once
+per round. Concurrency and the
 latency signal stay in each worker: ``-c`` and ``--per-host`` are per worker too.
 """
 
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...policy.adaptive import MIN_RATE, RATE_DECREASE, RATE_GROWTH, SLOW_START_GROWTH
 from ...policy.limits import PerHostLimiter, RateLimiter
+from .batched import BatchedScript
 from .jobs import JobKeys, Redis, retrying
 
 log = logging.getLogger("asyncfetch")
@@ -51,13 +54,15 @@ local pause_until = tonumber(f[5]) or 0
 local sent = (tonumber(f[7]) or 0) * math.exp(-(now - (tonumber(f[8]) or now)) / 1000000)
 """
 
-# ARGV: cap (req/s, 0 = none), ttl ms, slow-start growth. Returns {paused, wait µs}.
+# ARGV: cap (req/s, 0 = none), ttl ms, slow-start growth, sends made on a free pass (see
+# RedisHostLimits). Returns {paused, wait µs, free}: free when the host has no rate at all.
 _ACQUIRE = (
     _RATE_NOW
     + """
-if pause_until > now then return {1, pause_until - now} end
+if pause_until > now then return {1, pause_until - now, 0} end
 local wait = 0
-local fields = {'sent', string.format('%.6f', sent + 1), 'sent_at', string.format('%.0f', now)}
+local fields = {'sent', string.format('%.6f', sent + 1 + tonumber(ARGV[4])),
+                'sent_at', string.format('%.0f', now)}
 local rate = rate_now(f, now, cap)
 if rate then
   local interval = 1000000 / rate
@@ -70,7 +75,7 @@ if rate then
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {0, math.floor(wait)}
+return {0, math.floor(wait), rate and 0 or 1}
 """
 )
 
@@ -105,8 +110,56 @@ return result
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+# How long a healthy host goes without asking Redis, and how many such hosts are kept.
+FREE_PASS_S = 0.1
+MAX_PASSES = 10_000
 # A host's learned state outlives a pause in its traffic, but not a day of silence.
 _TTL_MS = 600_000
+
+
+class FreePasses:
+    """Hosts with no learned rate and no pause, let through without asking Redis.
+
+    Asking Redis before every request to a healthy host cost a round trip per request
+    and held one worker far below ``fetch``. A host whose state says "no rate, no pause"
+    gets a pass for FREE_PASS_S: its requests go at once, counted here and added to the
+    host's shared count with the next request that asks Redis. Another worker's 429 is
+    thus seen at most FREE_PASS_S late (this worker's own at once: ``revoke``); a host
+    with a rate (learned or ``--per-host-rate``) or a pause asks Redis every time.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+        self._sends: dict[str, int] = {}
+
+    def use(self, host: str) -> bool:
+        """True (and the send counted) if ``host`` holds a pass that has not run out."""
+        if self._until.get(host, 0.0) <= self._clock():
+            return False
+        self._sends[host] = self._sends.get(host, 0) + 1
+        return True
+
+    def uncounted(self, host: str) -> int:
+        """The sends made on ``host``'s pass, handed over to Redis now (and forgotten)."""
+        self._until.pop(host, None)
+        return self._sends.pop(host, 0)
+
+    def grant(self, host: str) -> None:
+        if len(self._until) >= MAX_PASSES:
+            self._forget_expired()
+            if len(self._until) >= MAX_PASSES:  # all fresh: this host asks Redis each time
+                return
+        self._until[host] = self._clock() + FREE_PASS_S
+
+    def revoke(self, host: str) -> None:
+        self._until.pop(host, None)
+
+    def _forget_expired(self) -> None:
+        # A crawl visits most hosts once: the passes of a million hosts must not pile up.
+        now = self._clock()
+        self._until = {host: until for host, until in self._until.items() if until > now}
+        self._sends = {host: n for host, n in self._sends.items() if host in self._until}
 
 
 class RedisHostLimits:
@@ -122,29 +175,36 @@ class RedisHostLimits:
     ) -> None:
         self._keys = keys
         self._cap = per_host_rate or 0.0
-        self._acquire = client.register_script(_ACQUIRE)
+        self._acquire = BatchedScript(client, _ACQUIRE)
         self._throttled = client.register_script(_THROTTLED)
         self._sleep = sleep
         self._pending: set[asyncio.Task[None]] = set()
+        self._passes = FreePasses()
 
     def _key(self, host: str) -> str:
         return self._keys.rate(f"learned:{host}")
 
     async def acquire(self, host: str) -> None:
+        if self._passes.use(host):
+            return
         keys = [self._key(host)]
-        args = [self._cap, _TTL_MS, SLOW_START_GROWTH]
+        args = [self._cap, _TTL_MS, SLOW_START_GROWTH, self._passes.uncounted(host)]
         while True:
-            paused, wait_us = await retrying(
-                lambda: self._acquire(keys=keys, args=args), "waiting for a host's shared limit"
+            paused, wait_us, free = await retrying(
+                lambda: self._acquire(keys, args), "waiting for a host's shared limit"
             )
+            args[3] = 0
             if int(wait_us) > 0:
                 await self._sleep(int(wait_us) / 1_000_000)
             if not int(paused):
+                if int(free):
+                    self._passes.grant(host)
                 return
 
     def throttled(self, host: str, retry_after: float | None, started_ago: float) -> None:
         """A worker's attempt on ``host`` got 429/503: tell every worker (in the background,
         so the attempt's record is not held up by Redis)."""
+        self._passes.revoke(host)
         task = asyncio.get_running_loop().create_task(self._report(host, retry_after, started_ago))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -14,11 +14,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from ..._errors import ConfigError
+from .batched import BatchedScript
 from .jobs import JobKeys, Redis, retrying
 
 # KEYS: one meter each (global, per host). ARGV: per key, interval then tolerance (µs).
 # Like GcraRateMeter.reserve, a caller reserves its slot at once and then sleeps until
-# it is due: one round trip per request, FIFO order, no polling. With two meters the slot
+# it is due: FIFO order, no polling; the reservations of one event-loop turn share a
+# round trip (``batched.py``). With two meters the slot
 # is the earliest time both allow, and both meters advance past it.
 _RESERVE = """
 local now_parts = redis.call('TIME')
@@ -62,7 +64,7 @@ class RedisRateLimiter:
         self._keys = keys
         self._global = _meter_args(rate, burst)
         self._per_host = _meter_args(per_host_rate, burst)
-        self._reserve = client.register_script(_RESERVE)
+        self._reserve = BatchedScript(client, _RESERVE)
         self._sleep = sleep
 
     async def acquire(self, host: str) -> None:
@@ -76,7 +78,7 @@ class RedisRateLimiter:
             args += self._per_host
         # Retried through outages: a failure here must delay the request, not fail it.
         delay_us = await retrying(
-            lambda: self._reserve(keys=keys, args=args), "waiting for the shared rate limit"
+            lambda: self._reserve(keys, args), "waiting for the shared rate limit"
         )
         if int(delay_us) > 0:
             await self._sleep(int(delay_us) / 1_000_000)
