@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from asyncfetch._errors import ConnectError, DNSError
+from asyncfetch._errors import ConfigError, ConnectError, DNSError
 from asyncfetch._models import Response
 from asyncfetch.policy.adaptive import (
     MIN_RATE,
@@ -14,7 +14,7 @@ from asyncfetch.policy.adaptive import (
     HostLimit,
     HostTable,
 )
-from asyncfetch.policy.limits import PerHostLimiter
+from asyncfetch.policy.limits import LimitWaits, PerHostLimiter
 
 
 def ok() -> Response:
@@ -225,3 +225,153 @@ def test_latency_is_not_held_against_the_host_while_the_client_is_the_bottleneck
         limit.observe(ok(), now, now + 0.3, latency_is_the_hosts=False)
         now += 0.3
     assert limit.concurrency == 8
+
+
+# -- PerHostLimiter.hold: queueing, handing on, cancelling (events, no timing) -----------
+
+
+async def _settle() -> None:
+    """Let every ready task run until it blocks again."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_hold_admits_up_to_the_limit_and_hands_each_freed_slot_to_the_oldest() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(2, adapt=False, clock=clock, sleep=clock.sleep)
+    inside: list[int] = []
+    done = {n: asyncio.Event() for n in range(4)}
+
+    async def attempt(n: int) -> None:
+        async with limiter.hold("h"):
+            inside.append(n)
+            await done[n].wait()
+
+    tasks = [asyncio.create_task(attempt(n)) for n in range(4)]
+    await _settle()
+    assert inside == [0, 1]
+    assert limiter.table.hosts["h"].in_flight == 2
+    done[1].set()
+    await _settle()
+    assert inside == [0, 1, 2]
+    done[0].set()
+    await _settle()
+    assert inside == [0, 1, 2, 3]
+    assert limiter.table.hosts["h"].in_flight == 2
+    done[2].set()
+    done[3].set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert limiter.table.hosts["h"].in_flight == 0
+    # Nobody queued any more: exactly two fit again, without waiting.
+    assert limiter.try_hold("h") and limiter.try_hold("h") and not limiter.try_hold("h")
+
+
+async def test_a_waiter_cancelled_in_the_queue_is_skipped_and_the_next_one_served() -> None:
+    limiter = PerHostLimiter(1, adapt=False)
+    entered: list[str] = []
+    leave = asyncio.Event()
+
+    async def attempt(name: str) -> None:
+        async with limiter.hold("h"):
+            entered.append(name)
+            await leave.wait()
+
+    first = asyncio.create_task(attempt("first"))
+    await _settle()
+    cancelled = asyncio.create_task(attempt("cancelled"))
+    last = asyncio.create_task(attempt("last"))
+    await _settle()
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    leave.set()
+    await asyncio.wait_for(asyncio.gather(first, last), 5)
+    assert entered == ["first", "last"]
+    assert limiter.table.hosts["h"].in_flight == 0
+    assert limiter.try_hold("h") and not limiter.try_hold("h")
+
+
+async def test_a_holder_cancelled_while_waiting_out_a_pause_gives_its_slot_back() -> None:
+    never = asyncio.Event()
+    waits: list[float] = []
+
+    async def sleep_forever(seconds: float) -> None:
+        waits.append(seconds)
+        await never.wait()
+
+    clock = FakeClock()
+    limiter = PerHostLimiter(1, adapt=False, clock=clock, sleep=sleep_forever)
+    assert limiter.try_hold("h")
+    limiter.release("h", throttled(retry_after="5"), clock.now)
+
+    async def attempt() -> None:
+        async with limiter.hold("h"):
+            pass
+
+    waiting = asyncio.create_task(attempt())
+    await _settle()
+    assert waits == [5.0]  # it waits out the pause holding the host's one slot
+    waiting.cancel()
+    result = await asyncio.gather(waiting, return_exceptions=True)
+    assert isinstance(result[0], asyncio.CancelledError)
+    assert limiter.table.hosts["h"].in_flight == 0
+    clock.now += 5
+    assert limiter.try_hold("h")
+
+
+async def test_shared_rates_hear_of_every_throttle_and_are_not_learned_locally() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(8, clock=clock, sleep=clock.sleep)
+    heard: list[tuple[str, float | None, float]] = []
+    limiter.share_rates(lambda *throttle: heard.append(throttle))
+    assert limiter.try_hold("h")
+    started = clock.now
+    clock.now += 0.25
+    limiter.observe("h", ok(), started)
+    assert heard == []  # a healthy answer is not a throttle
+    limiter.observe("h", throttled(retry_after="3"), started)
+    limiter.release("h", throttled(503), started)
+    assert heard == [("h", 3.0, 0.25), ("h", None, 0.25)]
+    limit = limiter.table.hosts["h"]
+    assert limit.concurrency < 8  # concurrency is still learned here...
+    assert limit.rate(clock.now + 10) is None  # ...but not the rate
+
+
+async def test_a_per_host_rate_spaces_try_hold_and_adaptation_is_on_by_default() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(4, rate=0.5, clock=clock)
+    assert limiter.try_hold("h")
+    limiter.release("h")
+    assert not limiter.try_hold("h")  # the next slot is 2 s away
+    clock.now += 2
+    assert limiter.try_hold("h")
+    limiter.release("h", ConnectError("refused"), clock.now)
+    assert limiter.table.hosts["h"].concurrency < 4
+
+
+def test_per_host_rate_must_be_positive_and_small_rates_are_fine() -> None:
+    with pytest.raises(ConfigError) as raised:
+        PerHostLimiter(1, rate=0)
+    assert str(raised.value) == "per-host rate must be > 0 requests per second"
+    assert PerHostLimiter(1, rate=0.5).table.cap_rate == 0.5
+
+
+async def test_throttled_hosts_and_reports_name_the_throttled_host_first() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(4, clock=clock, sleep=clock.sleep)
+    for host in ("busy", "busy", "busy", "slow"):
+        assert limiter.try_hold(host)
+        limiter.release(host, ok() if host == "busy" else throttled(retry_after="9"), clock.now)
+    assert limiter.throttled_hosts() == 1
+    reports = limiter.reports()
+    assert [(r.host, r.requests, r.throttled_429) for r in reports] == [
+        ("slow", 1, 1),
+        ("busy", 3, 0),
+    ]
+    assert [r.host for r in limiter.reports(top=1)] == ["slow"]
+
+
+def test_limit_waits_start_at_zero_and_report_each_limit() -> None:
+    waits = LimitWaits()
+    assert waits.as_dict() == {"per_host": 0.0, "concurrency": 0.0, "rate": 0.0}
+    waits.per_host, waits.concurrency, waits.rate = 1.5, 2.5, 3.5
+    assert waits.as_dict() == {"per_host": 1.5, "concurrency": 2.5, "rate": 3.5}

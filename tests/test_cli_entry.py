@@ -77,6 +77,9 @@ async def test_a_message_as_exit_value_takes_the_usual_exit() -> None:
     assert done.stderr.strip() == "asyncfetch: stopped with a message"
 
 
+_REAL_ACTIVE_COUNT = threading.active_count
+
+
 class Exited(Exception):
     """Raised instead of ending the test process, if quick_exit decided to exit."""
 
@@ -91,10 +94,18 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         raise Exited(status)
 
     monkeypatch.setattr(os, "_exit", exit_now)
+    # As in the console script's process: this is the only thread (pytest's process may
+    # hold others, an executor's say, left by earlier tests), and the exit handlers are
+    # the command's, not pytest's own (which must not run in the middle of a session).
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr("atexit._run_exitfuncs", lambda: None)
     return called
 
 
-def test_no_quick_exit_while_another_thread_runs(exits: list[int]) -> None:
+def test_no_quick_exit_while_another_thread_runs(
+    monkeypatch: pytest.MonkeyPatch, exits: list[int]
+) -> None:
+    monkeypatch.setattr(threading, "active_count", _REAL_ACTIVE_COUNT)
     release = threading.Event()
     worker = threading.Thread(target=release.wait)
     worker.start()

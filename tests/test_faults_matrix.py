@@ -36,7 +36,6 @@ from .fault_cases import (
     MAX_BODY,
     RETRY,
     SECRET,
-    TIMEOUTS,
     Case,
     Expect,
 )
@@ -146,7 +145,7 @@ async def fetch_case(
     """Run the case; return its records, the seconds the request took (for the table,
     never asserted), peak traced bytes."""
     settings = make_settings(
-        timeouts=TIMEOUTS,
+        timeouts=case.timeouts,
         retries=RETRY,
         body=BODY,
         insecure="insecure" in case.options,

@@ -21,6 +21,7 @@ from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.resume.fingerprint import fingerprint_differences
 from asyncfetch.resume.journal import Journal, journal_path, read_state, transaction
+from asyncfetch.resume.location import refuse_journaled_output
 from asyncfetch.resume.output import ResumableOutput
 from asyncfetch.sinks import open_sink
 
@@ -246,3 +247,38 @@ async def test_a_channel_store_hands_results_over_then_the_end() -> None:
     assert [result.id for result in received if result is not None] == ["r1", "r2"]
     await store.aclose()
     assert store.channel.get_nowait() is None
+
+
+async def test_a_sink_store_writes_only_the_kept_results(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    store = SinkStore(open_sink(out, output_format="jsonl"), keep=lambda r: r.id != "r2")
+    await store.commit(_batch(1, 2, 3))
+    await store.aclose()
+    assert [line["id"] for line in map(orjson.loads, out.read_bytes().splitlines())] == [
+        "r1",
+        "r3",
+    ]
+
+
+def test_journal_path_is_beside_the_output_or_the_journal_itself() -> None:
+    assert journal_path("out.jsonl") == Path("out.jsonl.journal")
+    assert journal_path(Path("d/out.csv")) == Path("d/out.csv.journal")
+    assert journal_path("d/out.jsonl.journal") == Path("d/out.jsonl.journal")
+
+
+def test_a_plain_run_refuses_only_an_output_that_has_a_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("-.journal").write_bytes(b"")  # stdout is never a journaled output
+    refuse_journaled_output("-")
+    refuse_journaled_output(None)
+    refuse_journaled_output(tmp_path / "plain.jsonl")
+    (tmp_path / "job.jsonl.journal").write_bytes(b"")
+    with pytest.raises(ResumeError) as raised:
+        refuse_journaled_output(tmp_path / "job.jsonl")
+    assert str(raised.value) == (
+        f"{tmp_path / 'job.jsonl'} belongs to a resumable job (job.jsonl.journal): add"
+        " --resume (resume=True in the library) to continue it, or delete both files to"
+        " start over."
+    )

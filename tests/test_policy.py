@@ -194,6 +194,29 @@ def test_redirects_that_cannot_be_followed(location: str | None, message: str) -
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(
+    ("location", "cause"),
+    [("http://[::1/", "Invalid IPv6 URL"), ("http://a.example:9999999/", "Port out of range")],
+)
+def test_an_unparsable_location_keeps_the_parser_error_as_its_cause(
+    location: str, cause: str
+) -> None:
+    response = Response(302, "http://a.example/start", (("Location", location),), b"")
+    with pytest.raises(RedirectError) as raised:
+        next_request(_request("GET", None), response)
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert cause in str(raised.value.__cause__)
+
+
+def test_a_redirect_from_a_url_without_scheme_is_refused_as_relative() -> None:
+    # A Request built by hand may hold a scheme-less URL: a relative Location then stays
+    # relative, and it is refused by name rather than sent.
+    request = Request("a.example/start", "GET")
+    with pytest.raises(RedirectError) as raised:
+        next_request(request, _redirect(302, "next"))
+    assert str(raised.value) == "refusing redirect to a relative: URL"
+
+
 # -- retry -----------------------------------------------------------------------------
 
 POLICY = RetryPolicy(retries=3, backoff_base=0.5, backoff_cap=4, retry_after_cap=10)
@@ -473,3 +496,33 @@ async def test_a_post_redirected(
     echoed = orjson.loads(final.body)
     assert (echoed["method"], echoed["body"]) == (method, body)
     assert [seen.method for seen in server.recorder.requests] == ["POST", method]
+
+
+async def test_a_loop_back_to_a_later_hop_is_reported_as_a_loop(
+    server: RecordingServer, engine: str
+) -> None:
+    # /redirect-to sends to /loop, which redirects to itself: the loop closes on the
+    # second hop, not on the URL the run started with.
+    with pytest.raises(RedirectError) as raised:
+        await _follow(server, engine, server.url("/redirect-to?url=/loop"), 5)
+    assert str(raised.value) == f"redirect loop back to http://127.0.0.1:{server.port}/loop"
+    assert [seen.path for seen in server.recorder.requests] == ["/redirect-to", "/loop"]
+
+
+async def test_following_starts_at_a_response_already_received(
+    server: RecordingServer, engine: str
+) -> None:
+    start = server.url("/start")
+    first = Response(302, start, (("Location", "/redirect/1"),), b"")
+    async with open_transport(engine, make_settings()) as transport:
+        final = await send_following(
+            transport,
+            Request.create(start),
+            timeouts=Timeouts(total=10),
+            max_body=1 << 20,
+            max_redirects=3,
+            first=first,
+        )
+    assert (final.status, final.url) == (200, server.url("/redirect/0"))
+    # The start URL was not asked again: its answer was given.
+    assert [seen.path for seen in server.recorder.requests] == ["/redirect/1", "/redirect/0"]

@@ -160,3 +160,167 @@ async def test_a_repeat_is_caught_even_after_its_first_copy_was_committed(
     finally:
         await journal.aclose()
     assert [item.id for item in passed] == ["a", "b"] and stats.duplicates == 1
+
+
+# -- opening for resume (reopen.py), in process: what it repairs, refuses and reports ----
+
+
+async def _journaled(out: Path, *lines: bytes) -> None:
+    """``out`` written and committed as a run would leave it."""
+    output = await ResumableOutput.open(out)
+    out.write_bytes(b"".join(lines))
+    entries = [(orjson.loads(line)["id"], orjson.loads(line)["ok"]) for line in lines]
+    await output.journal.commit(entries, out.stat().st_size)
+    await output.aclose()
+
+
+async def test_a_new_output_starts_a_journal(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    output = await ResumableOutput.open(out)
+    await output.aclose()
+    report = output.report
+    assert (report.runs, report.already_done, report.cut, report.rebuilt) == (1, 0, 0, None)
+    assert report.describe(Path("j")) == "journal j started; run the same command to resume"
+
+
+async def test_an_unrecorded_tail_is_cut_and_reported(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await _journaled(out, _line("a"), _line("b", False))
+    committed = out.read_bytes()
+    with out.open("ab") as file:
+        file.write(_line("c") + b'{"id": "d')  # a batch never journaled, and a torn line
+    output = await ResumableOutput.open(out)
+    await output.aclose()
+    assert out.read_bytes() == committed
+    report = output.report
+    assert (report.runs, report.already_done, report.already_failed) == (2, 2, 1)
+    assert report.describe(Path("j")) == (
+        "resuming (run 2): 2 requests already done; 1 of them failed;"
+        " dropped 30 bytes of unrecorded output"
+    )
+    assert len(_line("c") + b'{"id": "d') == 30
+
+
+async def test_a_clean_output_resumes_with_nothing_cut(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await _journaled(out, _line("a"))
+    output = await ResumableOutput.open(out)
+    await output.aclose()
+    assert output.report.describe(Path("j")) == "resuming (run 2): 1 requests already done"
+    assert (await _state(out)).output_length == len(_line("a"))
+
+
+async def _refusal(out: Path, **options: Any) -> str:
+    """The message of the ResumeError that opening ``out`` with ``options`` raises."""
+    with pytest.raises(ResumeError) as raised:
+        await ResumableOutput.open(out, **options)
+    return str(raised.value)
+
+
+async def _state(out: Path) -> Any:
+    journal = await Journal.open(journal_path(out))
+    try:
+        return await journal.state()
+    finally:
+        await journal.aclose()
+
+
+async def test_an_output_shorter_than_its_journal_is_refused_unless_forced(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.jsonl"
+    await _journaled(out, _line("a"), _line("b"))
+    out.write_bytes(_line("a"))  # truncated by hand
+    assert await _refusal(out) == (
+        f"cannot resume {out}: it is shorter (21 bytes) than the journal recorded"
+        " (42 bytes): it was edited, replaced or truncated. Use --resume-force to rebuild"
+        " the journal from out.jsonl as it is now (its requests that have no record are"
+        " fetched again)."
+    )
+    assert len(_line("a")) == 21
+    output = await ResumableOutput.open(out, force=True)
+    await output.aclose()
+    assert output.report.describe(Path("j")) == (
+        "resuming (run 2): 1 requests already done;"
+        " journal rebuilt from the output (1 records kept)"
+    )
+    assert (await _state(out)).done == 1
+
+
+async def test_an_output_without_its_journal_is_refused_with_the_way_out(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(_line("a"))
+    assert await _refusal(out) == (
+        f"{out} already exists and has no resume journal (out.jsonl.journal), so it was"
+        " not written with --resume. Use --resume-force to keep its records and resume"
+        " (damaged or repeated ones are dropped), or choose another output."
+    )
+    assert not journal_path(out).exists()
+    assert out.read_bytes() == _line("a")  # nothing of it was touched
+
+
+async def test_an_empty_output_without_a_journal_is_simply_started(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"")
+    output = await ResumableOutput.open(out)
+    await output.aclose()
+    assert (output.report.runs, output.report.rebuilt) == (1, None)
+
+
+async def test_retry_failed_forgets_the_failures_and_says_how_many(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await _journaled(out, _line("a"), _line("b", False), _line("c", False))
+    output = await ResumableOutput.open(out, retry_failed=True)
+    await output.aclose()
+    assert output.report.describe(Path("j")) == (
+        "resuming (run 2): 3 requests already done; 2 of them failed; retrying 2 failed"
+    )
+    assert output.already_done == 1
+    assert out.read_bytes() == _line("a")
+    assert (await _state(out)).done == 1
+
+
+async def test_another_job_is_refused_by_what_changed_unless_forced(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+
+    def job(method: str) -> Any:
+        return lambda salt: fingerprint((), {"method": method}, salt)
+
+    output = await ResumableOutput.open(out, make_fingerprint=job("GET"))
+    await output.aclose()
+    assert await _refusal(out, make_fingerprint=job("POST")) == (
+        f"cannot resume {out}: options changed: --method. Use --resume-force to continue"
+        " the job anyway, or choose another output."
+    )
+    output = await ResumableOutput.open(out, make_fingerprint=job("GET"))
+    await output.aclose()
+    assert output.report.runs == 2
+    output = await ResumableOutput.open(out, make_fingerprint=job("POST"), force=True)
+    await output.aclose()
+    assert output.report.runs == 3
+
+
+async def test_a_job_with_a_secret_option_resumes_and_every_change_is_named(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.jsonl"
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://h/1\n")
+    secret = (("Authorization", "Bearer tok"),)
+
+    def job(inputs: tuple[str, ...], method: str) -> Any:
+        # The header is stored only as a hash salted by the journal: the same job must
+        # be told the stored salt to match it.
+        return lambda salt: fingerprint(inputs, {"method": method, "header": secret}, salt)
+
+    output = await ResumableOutput.open(out, make_fingerprint=job((str(urls),), "GET"))
+    await output.aclose()
+    output = await ResumableOutput.open(out, make_fingerprint=job((str(urls),), "GET"))
+    await output.aclose()
+    assert output.report.runs == 2
+    assert await _refusal(out, make_fingerprint=job((str(urls), str(urls)), "PUT")) == (
+        f"cannot resume {out}: the job had 1 input(s), this run has 2; options changed:"
+        " --method. Use --resume-force to continue the job anyway, or choose another output."
+    )
