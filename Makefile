@@ -40,9 +40,10 @@ typecheck: $(STAMP)
 
 # Debian packages the tests use for real: chromium (the report's browser test, driven by
 # playwright), util-linux's setpriv (drops root for unwritable paths), jq and sqlite3 (the
-# commands the end-of-run summary prints), and the interop suite's nginx, lighttpd and
-# tinyproxy. Installed only when missing (dpkg -s), so a second run installs nothing.
-DEBIAN_TEST_PACKAGES := chromium util-linux jq sqlite3 nginx lighttpd tinyproxy
+# commands the end-of-run summary prints), and the interop suite's nginx, lighttpd, busybox
+# (httpd), tinyproxy and microsocks (SOCKS5). Installed only when missing (dpkg -s), so a
+# second run installs nothing.
+DEBIAN_TEST_PACKAGES := chromium util-linux jq sqlite3 nginx lighttpd busybox tinyproxy microsocks
 
 system-packages:
 	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

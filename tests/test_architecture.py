@@ -20,7 +20,7 @@ PACKAGE = SRC / "asyncfetch"
 
 # (layer name, modules in it); lowest first.
 LAYERS: list[tuple[str, str]] = [
-    ("foundation", r"_errors|_models|_settings|_hashing|_optional_c|_lazy|sha256_hex"),
+    ("foundation", r"_errors|_models|_options|_settings|_hashing|_optional_c|_lazy"),
     ("policy", r"policy(\..+)?"),
     ("stages", r"(transport|sources|sinks|queues|resume)(\..+)?"),
     ("pipeline", r"pipeline(\..+)?"),

@@ -45,6 +45,9 @@ class Files:
     comments_only: Path
     locked: Path  # owned by root, mode 0755: nobody cannot create anything in it
     shared: Path  # mode 0777: nobody may write its output here
+    client_cert: Path  # a client certificate, its key in client_key
+    client_key: Path
+    other_key: Path  # a key of another certificate
 
     def path(self, name: str) -> str:
         return str(self.root / name)
@@ -68,11 +71,34 @@ def files(server: RecordingServer) -> Iterator[Files]:
         shared = root / "shared"
         shared.mkdir()
         shared.chmod(0o777)
-        for made in (urls, binary, empty, comments):
+        client_cert, client_key, other_key = _client_files(root)
+        for made in (urls, binary, empty, comments, client_cert, client_key, other_key):
             made.chmod(0o644)
-        yield Files(root, urls, urls, binary, empty, comments, locked, shared)
+        yield Files(
+            root,
+            urls,
+            urls,
+            binary,
+            empty,
+            comments,
+            locked,
+            shared,
+            client_cert,
+            client_key,
+            other_key,
+        )
     finally:
         shutil.rmtree(root)
+
+
+def _client_files(root: Path) -> tuple[Path, Path, Path]:
+    ca = trustme.CA()
+    mine, other = ca.issue_cert("client.example"), ca.issue_cert("other.example")
+    paths = root / "client.pem", root / "client.key", root / "other.key"
+    mine.cert_chain_pems[0].write_to_path(str(paths[0]))
+    mine.private_key_pem.write_to_path(str(paths[1]))
+    other.private_key_pem.write_to_path(str(paths[2]))
+    return paths
 
 
 @dataclass
@@ -125,6 +151,43 @@ MISTAKES = [
         lambda f: [str(f.urls), "--cacert", str(f.not_a_cert), "--engine", "aiohttp"],
         2,
         "urls.txt is not a PEM file of CA certificates",
+    ),
+    *(
+        Mistake(
+            f"client cert with another certificate's key ({engine})",
+            lambda f, engine=engine: [
+                str(f.urls),
+                *("--cert", str(f.client_cert), "--key", str(f.other_key)),
+                *("--engine", engine),
+            ],
+            2,
+            "other.key: key values mismatch",
+        )
+        for engine in ("fast", "aiohttp")
+    ),
+    Mistake(
+        "client cert file without its key",
+        lambda f: [str(f.urls), "--cert", str(f.client_cert)],
+        2,
+        "client.pem: no PEM certificate or private key where one was expected",
+    ),
+    Mistake(
+        "client cert that is not a certificate",
+        lambda f: [str(f.urls), "--cert", str(f.not_a_cert), "--key", str(f.client_key)],
+        2,
+        "urls.txt with key",
+    ),
+    Mistake(
+        "--http2 on the aiohttp engine",
+        lambda f: [str(f.urls), "--http2", "--engine", "aiohttp"],
+        2,
+        "--http2 needs the fast engine",
+    ),
+    Mistake(
+        "key without cert",
+        lambda f: [str(f.urls), "--key", str(f.client_key)],
+        2,
+        "key needs cert",
     ),
     Mistake(
         "unknown output extension",

@@ -416,35 +416,23 @@ async def test_skip_done_batches_skips_finished_and_repeated_ids(tmp_path: Path)
 
 
 def fetch_job(*inputs: Path) -> FetchJob:
-    return FetchJob(
-        inputs=tuple(str(path) for path in inputs),
-        input_format=None,
-        output=None,
-        output_format=None,
-        concurrency=4,
-        per_host=2,
-        rate=None,
-        method=None,
-        headers=(("X-Job", "1"),),
-        data=None,
-        timeout=10.0,
-        connect_timeout=5.0,
-        read_timeout=5.0,
-        retries=0,
-        retry_non_idempotent=False,
-        max_redirects=5,
-        body_mode="none",
-        save_dir=None,
-        max_body=1024,
-        include_headers=False,
-        insecure=False,
-        cacert=None,
-        proxy=None,
-        engine="aiohttp",
-        progress=False,
-        quiet=True,
-        summary_json=None,
-        fail_on_error=False,
+    return FetchJob.from_options(
+        {
+            "inputs": tuple(str(path) for path in inputs),
+            "concurrency": 4,
+            "per_host": 2,
+            "headers": (("X-Job", "1"),),
+            "timeout": 10.0,
+            "connect_timeout": 5.0,
+            "read_timeout": 5.0,
+            "retries": 0,
+            "max_redirects": 5,
+            "body_mode": "none",
+            "max_body": 1024,
+            "engine": "aiohttp",
+            "progress": False,
+            "quiet": True,
+        }
     )
 
 

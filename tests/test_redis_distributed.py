@@ -304,3 +304,6 @@ async def test_workers_share_what_they_learn_about_a_rate_limited_host(
     finally:
         await client.aclose()
     assert float(learned[b"cut"]) > 0  # one rate for the host, in Redis, for both workers
+    # Each worker's summary names the host and what it learned, as fetch's does.
+    logs = [(tmp_path / f"w{n}.log").read_text() for n in range(2)]
+    assert any("host 127.0.0.1:" in log and "× 429" in log for log in logs), logs

@@ -283,11 +283,13 @@ OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 # -- construction ----------------------------------------------------------------------------
 
 
-def test_supports_refuses_a_proxy() -> None:
+def test_supports_http_and_socks_proxies_but_not_tls_to_the_proxy() -> None:
     assert FastTransport.supports(TransportOptions())
-    assert not FastTransport.supports(TransportOptions(proxy="http://proxy:3128"))
-    with pytest.raises(ConfigError):
-        FastTransport(TransportOptions(proxy="http://proxy:3128"))
+    assert FastTransport.supports(TransportOptions(proxy="http://proxy:3128"))
+    assert FastTransport.supports(TransportOptions(proxy="socks5h://proxy:1080"))
+    assert not FastTransport.supports(TransportOptions(proxy="https://proxy:3128"))
+    with pytest.raises(ConfigError, match="https:// proxy"):
+        FastTransport(TransportOptions(proxy="https://proxy:3128"))
 
 
 def test_rejects_bad_pool_settings() -> None:

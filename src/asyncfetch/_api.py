@@ -10,22 +10,12 @@ import textwrap
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
 from ._models import InvalidInput, Request, Result, RunStats
-from ._settings import (
-    DEFAULT_USER_AGENT,
-    BodyPolicy,
-    Limits,
-    RequestDefaults,
-    RetryPolicy,
-    Settings,
-    Timeouts,
-    TransportOptions,
-    parse_status_list,
-)
+from ._options import RunOptions, keyword_options
+from ._settings import SECTIONS, RequestDefaults, Settings, settings_from
 from .pipeline.executor import RequestExecutor
 from .pipeline.runner import Runner
 from .pipeline.stats import StatsCollector
@@ -45,65 +35,51 @@ RequestLike = str | Request | Mapping[str, Any]
 Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]
 
 
-def make_settings(
-    *,
-    concurrency: int = 100,
-    per_host: int = 8,
-    rate: float | None = None,
-    per_host_rate: float | None = None,
-    adapt: bool = True,
-    timeouts: Timeouts | float | None = None,
-    retries: int | RetryPolicy = 3,
-    retry_on: str | Iterable[int] | None = None,
-    body: str | BodyPolicy = "auto",
-    max_redirects: int = 10,
-    insecure: bool = False,
-    cacert: str | Path | None = None,
-    proxy: str | None = None,
-    user_agent: str = DEFAULT_USER_AGENT,
-) -> Settings:
+# The library's keyword options: those of the option table (_options.py) with a keyword.
+_KEYWORDS = {option.keyword: option for option in keyword_options() if option.keyword}
+# Fetcher's own (not settings): the engine and the headers added to every request.
+_FETCHER_OWN = ("engine", "headers")
+SETTING_NAMES = tuple(name for name in _KEYWORDS if name not in _FETCHER_OWN)
+_SETTING_PARAMETERS = tuple(
+    inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=_KEYWORDS[name].keyword_default,
+        annotation=_KEYWORDS[name].keyword_annotation,
+    )
+    for name in SETTING_NAMES
+)
+
+
+def make_settings(**options: Any) -> Settings:
     """Settings from the keyword options the library functions accept.
 
     ``retry_on`` is the statuses that are retried (``"429,500-599"`` or a set of ints;
-    default 429, 500, 502, 503, 504); ``timeouts`` a Timeouts or the total seconds.
+    default 429, 500, 502, 503, 504); ``timeouts`` a Timeouts or the total seconds;
+    ``retries`` and ``body`` also take a whole RetryPolicy or BodyPolicy.
     """
-    if isinstance(timeouts, int | float):
-        timeouts = Timeouts(total=float(timeouts))
-    return Settings(
-        limits=Limits(
-            concurrency=concurrency,
-            per_host=per_host,
-            rate=rate,
-            per_host_rate=per_host_rate,
-            adapt=adapt,
-        ),
-        timeouts=timeouts or Timeouts(),
-        retry=_retry_policy(retries, retry_on),
-        body=body if isinstance(body, BodyPolicy) else BodyPolicy(mode=body),
-        transport=TransportOptions(
-            max_redirects=max_redirects,
-            insecure=insecure,
-            cacert=Path(cacert) if cacert is not None else None,
-            proxy=proxy,
-            user_agent=user_agent,
-        ),
-    )
+    check_option_names(options)
+    values: dict[str, Any] = {}
+    sections: dict[str, object] = {}
+    for name, value in options.items():
+        option = _KEYWORDS[name]
+        section = str(option.setting).split(".")[0]
+        if isinstance(value, SECTIONS[section]):
+            sections[section] = value
+        elif value is not None or option.default is None:  # None: the default
+            values[option.name] = value
+    for name in values:
+        option = getattr(RunOptions, name)
+        section, field = str(option.setting).split(".")
+        if section in sections:
+            kind = SECTIONS[section].__name__
+            raise ConfigError(f"give {option.keyword} inside the {kind} ({field}=...), not both")
+    return settings_from(values, sections)
 
 
-def _retry_policy(retries: int | RetryPolicy, retry_on: str | Iterable[int] | None) -> RetryPolicy:
-    if isinstance(retries, RetryPolicy):
-        if retry_on is not None:
-            raise ConfigError("give retry_on inside the RetryPolicy (statuses=...), not both")
-        return retries
-    if retry_on is None:
-        return RetryPolicy(retries=retries)
-    statuses = parse_status_list(retry_on) if isinstance(retry_on, str) else frozenset(retry_on)
-    return RetryPolicy(retries=retries, statuses=statuses)
-
-
-# The keyword options of Fetcher, fetch_all and run: make_settings' own, listed once.
-_SETTING_PARAMETERS = tuple(inspect.signature(make_settings).parameters.values())
-SETTING_NAMES = tuple(parameter.name for parameter in _SETTING_PARAMETERS)
+make_settings.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    list(_SETTING_PARAMETERS), return_annotation="Settings"
+)
 
 
 def check_option_names(options: Mapping[str, Any]) -> None:
@@ -111,7 +87,7 @@ def check_option_names(options: Mapping[str, Any]) -> None:
     for name in options:
         if name in SETTING_NAMES:
             continue
-        close = difflib.get_close_matches(name, (*SETTING_NAMES, "engine", "headers", "settings"))
+        close = difflib.get_close_matches(name, (*SETTING_NAMES, *_FETCHER_OWN, "settings"))
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise ConfigError(f"unknown option {name!r}{hint} (options: {', '.join(SETTING_NAMES)})")
 
@@ -119,13 +95,11 @@ def check_option_names(options: Mapping[str, Any]) -> None:
 def _options_help() -> str:
     """The keyword options as help(Fetcher) shows them: name, type and default."""
     lines = ["Keyword options (also accepted by fetch_all and run):", ""]
-    for parameter in _SETTING_PARAMETERS:
-        lines.append(f"    {parameter.name}: {parameter.annotation} = {parameter.default!r}")
-    lines += [
-        "    engine: str = 'auto'            ('aiohttp', 'fast' or 'auto')",
-        "    headers: Mapping[str, str] | None = None   (added to every request)",
-        "    settings: Settings | None = None   (instead of the options above)",
-    ]
+    for name in (*_FETCHER_OWN, *SETTING_NAMES):
+        option = _KEYWORDS[name]
+        line = f"    {name}: {option.keyword_annotation} = {option.keyword_default!r}"
+        lines.append(f"{line}   (one of {', '.join(option.choices)})" if option.choices else line)
+    lines.append("    settings: Settings | None = None   (instead of the options above)")
     return "\n".join(lines)
 
 
@@ -143,7 +117,7 @@ class Fetcher:
     def __init__(
         self,
         *,
-        engine: str = "auto",
+        engine: str = RunOptions.engine.default,
         headers: Mapping[str, str] | None = None,
         settings: Settings | None = None,
         **options: Any,
@@ -418,25 +392,28 @@ async def fetch_all(
 
 
 async def fetch_to_file(
-    requests: Requests,
-    path: str | os.PathLike[str],
-    *,
-    resume: bool = True,
-    output_format: str | None = None,
-    resume_force: bool = False,
-    retry_failed: bool = False,
-    **options: Any,
+    requests: Requests, path: str | os.PathLike[str], **options: Any
 ) -> RunStats:
-    """:meth:`Fetcher.fetch_to_file` with a Fetcher made from ``options`` for the run."""
+    """:meth:`Fetcher.fetch_to_file` with a Fetcher made from ``options`` for the run:
+    the method's own keywords go to it, the rest to the Fetcher."""
+    run_options = {name: options.pop(name) for name in _FILE_RUN_KEYWORDS if name in options}
     async with Fetcher(**options) as fetcher:
-        return await fetcher.fetch_to_file(
-            requests,
-            path,
-            resume=resume,
-            output_format=output_format,
-            resume_force=resume_force,
-            retry_failed=retry_failed,
-        )
+        return await fetcher.fetch_to_file(requests, path, **run_options)
+
+
+# The method's keywords (resume, output_format, ...), declared there once.
+_FILE_RUN_KEYWORDS = tuple(
+    parameter.name
+    for parameter in inspect.signature(Fetcher.fetch_to_file).parameters.values()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+fetch_to_file.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        *list(inspect.signature(Fetcher.fetch_to_file).parameters.values())[1:],
+        *_SETTING_PARAMETERS,
+    ],
+    return_annotation="RunStats",
+)
 
 
 def run(requests: Iterable[RequestLike], **options: Any) -> list[Result]:

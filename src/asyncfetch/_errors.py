@@ -10,6 +10,7 @@
     ├── QueueError          the shared work queue failed (CLI exit 3)
     └── TransportError      one attempt of one request failed; carries an ErrorKind
         ├── DNSError, ConnectError, TLSError          never reached the server
+        │   └── ProxyError (a ConnectError)           the proxy failed or refused the tunnel
         │   └── CertificateError (a TLSError)         the certificate failed verification
         ├── TimeoutError_, ReadError, ProtocolError   may have reached the server
         ├── TooLargeError                             body over the configured cap
@@ -104,6 +105,16 @@ class DNSError(TransportError):
 class ConnectError(TransportError):
     kind = ErrorKind.CONNECT
     may_have_been_sent = False
+
+
+class ProxyError(ConnectError):
+    """The proxy could not be reached, or refused or failed the way to the origin: the
+    request never reached the origin. ``permanent`` where asking again cannot help
+    (credentials refused, a port the proxy forbids)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class TLSError(TransportError):

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ._errors import ConfigError
+from ._options import DEFAULT_LEASE_S as DEFAULT_LEASE_S
+from ._options import DEFAULT_RETRY_STATUSES as DEFAULT_RETRY_STATUSES
+from ._options import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
+from ._options import RunOptions, options_of
+from ._options import is_ip_address as is_ip_address
+from ._options import parse_status_list as parse_status_list
 
-BODY_MODES = ("auto", "text", "base64", "none")
-DEFAULT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Distributed mode: how long a silent (dead) worker keeps its requests. Live workers renew
-# theirs every quarter of it, so it need not cover a slow request: short means fast failover.
-DEFAULT_LEASE_S = 12.0
+# The defaults and choices below are the option table's (_options.py), declared once.
+_RUN = RunOptions
+BODY_MODES = _RUN.body_mode.choices
 # --only: which records reach the output (the journal and the summary count them all).
-ONLY_CHOICES = ("all", "ok", "failed")
-SAVE_NAMES = ("id", "url")
-DEFAULT_USER_AGENT = "asyncfetch/0.1"
+ONLY_CHOICES = _RUN.only.choices
+SAVE_NAMES = _RUN.save_names.choices
+PROXY_SCHEMES = ("http://", "https://", "socks5://", "socks5h://")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -34,11 +39,11 @@ class Limits:
     (overall and per host). These are ceilings: with ``adapt`` each host's own limits are
     learned below them from what it answers (429/503, errors, latency)."""
 
-    concurrency: int = 100
-    per_host: int = 8
-    rate: float | None = None
-    per_host_rate: float | None = None
-    adapt: bool = True
+    concurrency: int = _RUN.concurrency.default
+    per_host: int = _RUN.per_host.default
+    rate: float | None = _RUN.rate.default
+    per_host_rate: float | None = _RUN.per_host_rate.default
+    adapt: bool = _RUN.adapt.default
 
     def __post_init__(self) -> None:
         _require(self.concurrency >= 1, "concurrency must be at least 1, e.g. concurrency=100")
@@ -60,9 +65,9 @@ class Limits:
 class Timeouts:
     """Per attempt: ``total`` bounds the whole attempt, ``connect`` and ``read`` its parts."""
 
-    total: float | None = 30.0
-    connect: float | None = 10.0
-    read: float | None = 30.0
+    total: float | None = _RUN.timeout.default
+    connect: float | None = _RUN.connect_timeout.default
+    read: float | None = _RUN.read_timeout.default
 
     def __post_init__(self) -> None:
         _positive_or_none("total timeout", self.total)
@@ -74,8 +79,8 @@ class Timeouts:
 class RetryPolicy:
     """RFC 9110 retries with capped exponential backoff and full jitter."""
 
-    retries: int = 3
-    retry_non_idempotent: bool = False
+    retries: int = _RUN.retries.default
+    retry_non_idempotent: bool = _RUN.retry_non_idempotent.default
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     retry_after_cap: float = 120.0
@@ -100,12 +105,12 @@ class RetryPolicy:
 class BodyPolicy:
     """What to keep of each response body and where."""
 
-    mode: str = "auto"
-    max_body: int = 10 * 1024 * 1024
-    save_dir: Path | None = None
-    include_headers: bool = False
+    mode: str = _RUN.body_mode.default
+    max_body: int = _RUN.max_body.default
+    save_dir: Path | None = _RUN.save_dir.default
+    include_headers: bool = _RUN.include_headers.default
     # How saved bodies are named: "id" (<host>/<id><ext>) or "url" (the URL's path).
-    save_names: str = "id"
+    save_names: str = _RUN.save_names.default
 
     def __post_init__(self) -> None:
         _require(self.mode in BODY_MODES, f"body mode must be one of {', '.join(BODY_MODES)}")
@@ -120,20 +125,32 @@ class BodyPolicy:
 class TransportOptions:
     """Connection-level choices shared by every request of a run."""
 
-    max_redirects: int = 10
-    insecure: bool = False
-    cacert: Path | None = None
-    proxy: str | None = None
+    max_redirects: int = _RUN.max_redirects.default
+    insecure: bool = _RUN.insecure.default
+    cacert: Path | None = _RUN.cacert.default
+    # Mutual TLS (curl's --cert/--key): a PEM certificate, and its key unless in the same file.
+    cert: Path | None = _RUN.cert.default
+    key: Path | None = _RUN.key.default
+    # "1.1": HTTP/1.1 only; "2": offer h2 by ALPN over TLS, HTTP/1.1 when the server declines.
+    http_version: str = _RUN.http_version.default
+    # A proxy URL for every request ("" for none, the environment's ignored too); None:
+    # the environment's (https_proxy, http_proxy, all_proxy), as curl. transport/proxy.py.
+    proxy: str | None = _RUN.proxy.default
+    # curl's --noproxy: hosts that never use a proxy; None: the environment's no_proxy.
+    noproxy: str | None = _RUN.noproxy.default
     user_agent: str = DEFAULT_USER_AGENT
     # curl's --resolve: (host, port, address) entries that skip DNS for that host and port.
-    resolve: tuple[tuple[str, int, str], ...] = ()
+    resolve: tuple[tuple[str, int, str], ...] = _RUN.resolve.default
     # DNS servers ("ADDR" or "ADDR:PORT", IPv6 as "[ADDR]:PORT"); empty: the system's.
-    dns_servers: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] = _RUN.dns_servers.default
 
     def __post_init__(self) -> None:
         _require(self.max_redirects >= 0, "max_redirects must be >= 0 (0 = do not follow)")
-        if self.cacert is not None:
-            check_ca_file(self.cacert)
+        _require(self.http_version in ("1.1", "2"), "http_version must be '1.1' or '2'")
+        # The files themselves are loaded once at start-up by transport/tls.py.
+        _require(
+            self.key is None or self.cert is not None, "key needs cert (the client certificate)"
+        )
         for host, port, address in self.resolve:
             _require(
                 bool(host) and 0 < port < 65536 and is_ip_address(address),
@@ -153,17 +170,10 @@ class TransportOptions:
             "user_agent must be one non-empty line, e.g. 'mybot/1.0 (+https://example.com)'",
         )
         _require(
-            self.proxy is None or self.proxy.startswith(("http://", "https://")),
-            "proxy must be an http:// or https:// URL",
+            self.proxy is None or "://" not in self.proxy or self.proxy.startswith(PROXY_SCHEMES),
+            "proxy must be an http://, https://, socks5:// or socks5h:// URL"
+            " (or HOST:PORT for http://)",
         )
-
-
-def is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _valid_server(server: str) -> bool:
@@ -177,46 +187,6 @@ def _valid_server(server: str) -> bool:
         address, port = server, None
     port_ok = port is None or (port.isdigit() and 0 < int(port) < 65536)
     return port_ok and is_ip_address(address)
-
-
-def check_ca_file(path: Path) -> None:
-    """Raise ConfigError unless ``path`` is a file of PEM CA certificates.
-
-    Both engines load it into an SSLContext the same way; loading it here, once, turns a
-    wrong file into one message at start-up instead of a failure per https request.
-    """
-    import ssl  # only a run given a CA file pays for it
-
-    _require(path.is_file(), f"cacert file not found: {path}")
-    try:
-        ssl.create_default_context().load_verify_locations(cafile=str(path))
-    except ssl.SSLError as error:
-        reason = error.reason or error.strerror or str(error)
-        raise ConfigError(
-            f"cacert {path} is not a PEM file of CA certificates"
-            f" ({str(reason).lower().replace('_', ' ')})"
-        ) from error
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read cacert {path}: {error}") from error
-
-
-def parse_status_list(text: str) -> frozenset[int]:
-    """``"429,500-599"`` → the set of those statuses (as ``--retry-on`` takes them)."""
-    statuses: set[int] = set()
-    for part in (piece.strip() for piece in text.split(",")):
-        low, dash, high = part.partition("-")
-        try:
-            first, last = int(low), int(high if dash else low)
-        except ValueError:
-            raise ConfigError(
-                f"retry-on: {part!r} is not a status or a range; e.g. 429,500-599"
-            ) from None
-        _require(
-            100 <= first <= last <= 999,
-            f"retry-on: {part!r} must be statuses between 100 and 999, low-high",
-        )
-        statuses.update(range(first, last + 1))
-    return frozenset(statuses)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -250,3 +220,44 @@ class RequestDefaults:
                 f"invalid header name {name!r}; use -H 'Name: value'",
             )
             _require("\r" not in value and "\n" not in value, f"header {name} has a line break")
+
+
+def _statuses(value: str | Iterable[int] | None) -> frozenset[int]:
+    if value is None:
+        return DEFAULT_RETRY_STATUSES
+    return parse_status_list(value) if isinstance(value, str) else frozenset(value)
+
+
+# How an option's value becomes its settings field, where the two differ.
+_CONVERT: dict[str, Any] = {
+    "retry.statuses": _statuses,
+    "transport.user_agent": lambda value: DEFAULT_USER_AGENT if value is None else value,
+    "transport.cacert": lambda value: None if value is None else Path(value),
+}
+SECTIONS: dict[str, type] = {
+    "limits": Limits,
+    "timeouts": Timeouts,
+    "retry": RetryPolicy,
+    "body": BodyPolicy,
+    "transport": TransportOptions,
+}
+
+
+def settings_from(
+    values: Mapping[str, Any], sections: Mapping[str, object] | None = None
+) -> Settings:
+    """Settings from option values by name (the table's ``setting`` of each); an option
+    not given keeps its default. ``sections`` are whole sections given as such."""
+    fields: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for option in options_of(RunOptions):
+        if option.setting is not None and option.name in values:
+            section, name = option.setting.split(".")
+            convert = _CONVERT.get(option.setting)
+            value = values[option.name]
+            fields[section][name] = value if convert is None else convert(value)
+    given = sections or {}
+    built: dict[str, Any] = {
+        section: given[section] if section in given else kind(**fields[section])
+        for section, kind in SECTIONS.items()
+    }
+    return Settings(**built)

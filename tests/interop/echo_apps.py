@@ -12,6 +12,7 @@ Started as ``uvicorn tests.interop.echo_apps:asgi_app`` and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -64,6 +65,12 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
+    if scope["path"] == "/in-flight":
+        content = await _in_flight(int(scope["query_string"].decode().partition("=")[2]))
+        raw = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(content))]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+        return
     target = scope.get("raw_path") or scope["path"].encode()
     if scope.get("query_string"):
         target += b"?" + scope["query_string"]
@@ -71,8 +78,32 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     status, fields, content = answer(scope["method"], target, headers, body)
     raw_fields = [(n.encode(), v.encode()) for n, v in fields]
     raw_fields.append((b"content-length", str(len(content)).encode()))
+    raw_fields.append((b"x-http-version", scope.get("http_version", "?").encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_fields})
     await send({"type": "http.response.body", "body": content})
+
+
+# Requests of /in-flight being answered now, and the most seen at once (one process).
+_IN_FLIGHT = {"now": 0, "peak": 0}
+
+
+async def _in_flight(gate: int) -> bytes:
+    """``/in-flight?gate=N``: held until N requests are in flight (or 2 s), so that a
+    client that allows N at once is seen doing so; answers the peak since the server was
+    last idle."""
+    if _IN_FLIGHT["now"] == 0:
+        _IN_FLIGHT["peak"] = 0
+    _IN_FLIGHT["now"] += 1
+    _IN_FLIGHT["peak"] = max(_IN_FLIGHT["peak"], _IN_FLIGHT["now"])
+    try:
+        for _ in range(200):
+            if _IN_FLIGHT["now"] >= gate:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+    finally:
+        _IN_FLIGHT["now"] -= 1
+    return str(_IN_FLIGHT["peak"]).encode()
 
 
 # -- WSGI (gunicorn) ----------------------------------------------------------------------

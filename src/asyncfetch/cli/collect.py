@@ -22,10 +22,11 @@ import orjson
 from rich.console import Console
 
 from .._errors import ConfigError
+from .._options import RunOptions
 from ..resume.recent_ids import RecentIds
 from ..sinks.base import Sink
 from .distributed import job_option, redis_option, say
-from .fetch import fetch_command
+from .options import click_option
 from .run import run_with_exit_codes
 
 if TYPE_CHECKING:  # imported when collect runs: --help stays fast
@@ -68,8 +69,9 @@ def collect_command(
     sys.exit(run_with_exit_codes(coroutine, console))
 
 
-by_name = {param.name: param for param in fetch_command.params}
-collect_command.params.extend(by_name[name] for name in ("output", "output_format"))
+collect_command.params.extend(
+    click_option(o) for o in (RunOptions.output, RunOptions.output_format)
+)
 collect_command.params.append(
     click.Option(
         ["--resume-force"],

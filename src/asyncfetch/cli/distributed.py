@@ -26,14 +26,24 @@ from rich.console import Console
 
 from .._errors import ConfigError
 from .._models import Request, Response, RunStats
-from .._settings import DEFAULT_LEASE_S, Settings, Timeouts
+from .._options import (
+    EnqueueOptions,
+    JobOptions,
+    Option,
+    WorkerOptions,
+    options_of,
+    run_options_for,
+    stored_options,
+)
+from .._settings import Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import ResultHook, Runner
+from ..report import politeness
 from ..report.progress import SUMMARY_HOSTS, ProgressReporter, host_lines, summary_lines
 from ..transport.base import Transport
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from .fetch import fetch_command
 from .job import FetchJob
+from .options import with_options
 from .run import (
     chain_input_batches,
     check_inputs,
@@ -51,70 +61,17 @@ if TYPE_CHECKING:  # redis is imported lazily, so that --help stays fast
     from ..report.hosts import HostSummary
     from ..report.live import RunWatch
 
-# fetch's options that say how a job's requests are made. They are fetch_command's own
-# parameter objects, so both commands take the same spellings, checks and defaults.
-_REQUEST_OPTIONS = (
-    "input_format",
-    "concurrency",
-    "per_host",
-    "rate",
-    "per_host_rate",
-    "adapt",
-    "method",
-    "headers",
-    "data",
-    "timeout",
-    "connect_timeout",
-    "read_timeout",
-    "retries",
-    "retry_non_idempotent",
-    "max_redirects",
-    "body_mode",
-    "max_body",
-    "include_headers",
-    "insecure",
-    "cacert",
-    "proxy",
-    "engine",
-)
-# What workers need from enqueue: -X, -H and -d are already part of each queued request.
-_STORED_OPTIONS = tuple(
-    name for name in _REQUEST_OPTIONS if name not in ("input_format", "method", "headers", "data")
-)
-_LOCAL_DEFAULTS: dict[str, Any] = {
-    "inputs": (),
-    "input_format": None,
-    "output": None,
-    "output_format": None,
-    "method": None,
-    "headers": (),
-    "data": None,
-    "save_dir": None,
-    "progress": None,
-    "quiet": False,
-    "summary_json": None,
-    "fail_on_error": False,
-}
+# The options an enqueue stores for its workers (-X, -H and -d are already part of each
+# queued request): the option table's, by its ``stored`` column.
+_STORED = stored_options()
 _ENQUEUE_BATCH = 500
 _ENQUEUE_BATCH_BYTES = 4 * 1024 * 1024
 CRASH_HOOK_ENV = "ASYNCFETCH_TEST_CRASH_ON"
 CRASH_EXIT_CODE = 70
 
 
-def _fetch_params(*names: str) -> list[click.Parameter]:
-    by_name = {param.name: param for param in fetch_command.params}
-    return [by_name[name] for name in names]
-
-
-redis_option = click.option(
-    "--redis",
-    "redis_url",
-    envvar="ASYNCFETCH_REDIS",
-    required=True,
-    metavar="URL",
-    help="redis:// or rediss:// URL; $ASYNCFETCH_REDIS keeps a password out of `ps`.",
-)
-job_option = click.option("--job", required=True, help="The job's name, e.g. crawl-1.")
+redis_option = with_options([JobOptions.redis_url])
+job_option = with_options([JobOptions.job])
 
 
 def say(console: Console, text: str) -> None:
@@ -126,16 +83,7 @@ def say(console: Console, text: str) -> None:
 
 @click.command("enqueue")
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
-@redis_option
-@job_option
-@click.option("--append", is_flag=True, help="Add to an existing job instead of refusing.")
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Finish an interrupted enqueue of the same INPUT: requests already in the job are"
-    " skipped, none is added twice (creates the job if it does not exist yet).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@with_options([*options_of(JobOptions), *options_of(EnqueueOptions), *run_options_for("enqueue")])
 def enqueue_command(
     inputs: tuple[str, ...],
     redis_url: str,
@@ -155,15 +103,12 @@ def enqueue_command(
     if not inputs and sys.stdin.isatty():
         click.echo("asyncfetch: no INPUT given and stdin is a terminal; try --help", err=True)
         sys.exit(EXIT_USAGE)
-    options = {**_LOCAL_DEFAULTS, **request_options, "inputs": inputs or ("-",), "quiet": quiet}
+    options = {**request_options, "inputs": inputs or ("-",), "quiet": quiet}
     fetch_job = FetchJob.from_options(options)
     console = Console(stderr=True)
     modes = {"append": append, "resume": resume}
     coroutine = _enqueue(fetch_job, redis_url, job, modes, console)
     sys.exit(run_with_exit_codes(coroutine, console))
-
-
-enqueue_command.params.extend(_fetch_params(*_REQUEST_OPTIONS))
 
 
 async def _enqueue(
@@ -182,8 +127,7 @@ async def _enqueue(
     fetch_job.settings()
     fetch_job.request_defaults()
     check_inputs(fetch_job)
-    stored = {name: getattr(fetch_job, name) for name in _STORED_OPTIONS}
-    stored["cacert"] = None if fetch_job.cacert is None else str(fetch_job.cacert)
+    stored = {option.name: _to_json(fetch_job.values[option.name]) for option in _STORED}
     identity = {**stored, **fetch_job.resume_options("redis")}
     async with connected(redis_url) as client:
         start = await begin_enqueue(
@@ -232,37 +176,7 @@ async def _add_all(enqueuer: Enqueuer, fetch_job: FetchJob, *, skip: int) -> Non
 
 
 @click.command("worker")
-@redis_option
-@job_option
-@click.option(
-    "-c",
-    "--concurrency",
-    type=click.IntRange(min=1),
-    help="Requests in flight in this worker (default: the job's -c).",
-)
-@click.option(
-    "--name",
-    help="Consumer name (default HOST-PID). A worker restarted under the same name first"
-    " finishes the requests it held.",
-)
-@click.option(
-    "--lease",
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_LEASE_S,
-    show_default=True,
-    help="Seconds a silent (dead) worker keeps its requests before others reclaim them."
-    " Live workers renew theirs every quarter lease, so a slow request is never taken over.",
-)
-@click.option(
-    "--max-deliveries",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Deliveries without a result after which a request is dead-lettered.",
-)
-@click.option("--follow", is_flag=True, help="Keep waiting for work after the job completes.")
-@click.option("--progress/--no-progress", default=None, help="Progress display.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+@with_options([*options_of(JobOptions), *options_of(WorkerOptions), *run_options_for("worker")])
 def worker_command(
     redis_url: str,
     job: str,
@@ -289,28 +203,22 @@ def worker_command(
     sys.exit(run_with_exit_codes(worker.run(console), console))
 
 
-worker_command.params.extend(_fetch_params("metrics_port", "metrics_host"))
-
-
 class _Worker:
     def __init__(self, redis_url: str, job: str, local: dict[str, Any], name: str) -> None:
         self.redis_url = redis_url
         self.job = job
         self.local = local
         self.name = name
-        self.lease = DEFAULT_LEASE_S
-        self.max_deliveries = 5
-        self.follow = False
+        self.lease = WorkerOptions.lease.default
+        self.max_deliveries = WorkerOptions.max_deliveries.default
+        self.follow = WorkerOptions.follow.default
 
     def fetch_job(self, stored: dict[str, Any]) -> FetchJob:
-        options = {**_LOCAL_DEFAULTS, **{k: stored.get(k) for k in _STORED_OPTIONS}}
-        options["cacert"] = None if options["cacert"] is None else Path(options["cacert"])
-        options["quiet"] = self.local["quiet"]
-        options["progress"] = self.local["progress"]
-        options["metrics_port"] = self.local["metrics_port"]
-        options["metrics_host"] = self.local["metrics_host"]
-        if self.local["concurrency"] is not None:
-            options["concurrency"] = self.local["concurrency"]
+        # An option the job has no value for (enqueued before it existed): its default.
+        options = {o.name: _from_json(o, stored[o.name]) for o in _STORED if o.name in stored}
+        options.update(self.local)
+        if self.local["concurrency"] is None:
+            del options["concurrency"]
         return FetchJob.from_options(options)
 
     async def run(self, console: Console) -> int:
@@ -329,7 +237,9 @@ class _Worker:
             stack.push_async_callback(transport.aclose)
             watch = open_watch(fetch_job)
             on_result = None if watch is None else watch.on_result
-            runner, queue = self._runner(client, keys, stored, settings, transport, on_result)
+            runner, queue, executor = self._runner(
+                client, keys, stored, settings, transport, on_result
+            )
             stack.push_async_callback(queue.aclose)
             if watch is not None and fetch_job.metrics_port is not None:
                 await start_metrics(fetch_job, runner.stats, watch, console, stack)
@@ -339,7 +249,8 @@ class _Worker:
                 raise error
         extra = {"engine": engine, "worker": self.name, "reclaimed": queue.reclaimed}
         extra["dead_lettered"] = queue.dead_lettered
-        return _report(runner, stats, console, extra, quiet=fetch_job.quiet, watch=watch)
+        limits = politeness.host_lines(executor.hosts.reports())
+        return _report(runner, stats, console, extra, limits, quiet=fetch_job.quiet, watch=watch)
 
     def _runner(
         self,
@@ -349,7 +260,7 @@ class _Worker:
         settings: Settings,
         transport: Transport,
         on_result: ResultHook | None,
-    ) -> tuple[Runner, RedisWorkQueue]:
+    ) -> tuple[Runner, RedisWorkQueue, RequestExecutor]:
         from ..queues.redis.worker_queue import (
             RedisResultStore,
             RedisWorkQueue,
@@ -370,7 +281,15 @@ class _Worker:
             client, keys, self.name, leases=queue.leases, on_commit=queue.committed
         )
         runner = Runner(queue, store, executor, concurrency=concurrency, on_result=on_result)
-        return runner, queue
+        return runner, queue, executor
+
+
+def _to_json(value: object) -> object:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _from_json(option: Option[Any], value: object) -> object:
+    return Path(str(value)) if option.kind is Path and value is not None else value
 
 
 def _shared_rate(client: Redis, keys: JobKeys, stored: dict[str, Any]) -> SharedLimits | None:
@@ -428,6 +347,7 @@ def _report(
     stats: RunStats,
     console: Console,
     extra: dict[str, Any],
+    limits: list[str],
     *,
     quiet: bool,
     watch: RunWatch | None,
@@ -436,7 +356,9 @@ def _report(
         extra["interrupted"] = True
     if not quiet:
         hosts = [] if watch is None else host_lines(*_hosts_shown(watch))
-        for line in summary_lines(stats, extra) + hosts:
+        # The learned per-host limits, as `fetch` gives them: shared through Redis, so each
+        # worker's lines show the host's state as this worker last saw it.
+        for line in summary_lines(stats, extra) + limits + hosts:
             say(console, line)
     return EXIT_INTERRUPTED if runner.stopping else EXIT_OK
 

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from .._errors import ConfigError, OutputError, QueueError
+from .._options import JobOptions, options_of
 from .exit_codes import EXIT_FATAL, EXIT_OK, EXIT_USAGE
+from .options import with_options
 
 if TYPE_CHECKING:
     from ..report.aggregate import ReportData
@@ -31,14 +33,8 @@ if TYPE_CHECKING:
     type=click.Choice(["jsonl", "csv", "sqlite"]),
     help="Format of OUT (default: from its suffix; JSONL otherwise).",
 )
-@click.option(
-    "--redis",
-    "redis_url",
-    envvar="ASYNCFETCH_REDIS",
-    metavar="URL",
-    help="Report on a Redis job instead of a file (with --job).",
-)
-@click.option("--job", help="The Redis job to report on.")
+# The job's options as enqueue and worker declare them; here either they or OUT.
+@with_options(options_of(JobOptions), required=False)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def report_command(
     records: Path | None,

@@ -9,13 +9,22 @@ from typing import Any
 import click
 import orjson
 
+from .._options import JobOptions
 from .exit_codes import EXIT_FATAL, EXIT_OK, EXIT_USAGE
+from .options import with_options
 
 
 @click.command("status")
 @click.argument("output", required=False, type=click.Path(dir_okay=False))
-@click.option("--redis", "redis_url", help="Redis URL of a distributed job (with --job).")
-@click.option("--job", help="Name of the distributed job (with --redis).")
+# The job's options as enqueue and worker declare them; here either they or OUTPUT, so
+# $ASYNCFETCH_REDIS does not count (it would turn `status OUTPUT` into a mistake).
+@with_options(
+    [JobOptions.redis_url],
+    required=False,
+    envvar=None,
+    help="Redis URL of a distributed job (with --job).",
+)
+@with_options([JobOptions.job], required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status_command(
     output: str | None, redis_url: str | None, job: str | None, as_json: bool

@@ -18,13 +18,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import yarl
+from aiohttp.client_proto import ResponseHandler
 
 from .._errors import (
     CancelledRequestError,
     CertificateError,
+    ConfigError,
     ConnectError,
     DNSError,
     ProtocolError,
+    ProxyError,
     ReadError,
     TimeoutError_,
     TLSError,
@@ -35,8 +38,10 @@ from .._models import Request, Response
 from .._settings import Timeouts, TransportOptions
 from .base import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS
 from .descriptors import connection_cap, lookups_for
+from .proxy import ProxyRules
 from .resolver import Resolver
 from .targets import normalized_target
+from .tls import client_context
 
 _CHUNK = 64 * 1024
 _OUT_OF_DESCRIPTORS: Final = frozenset({errno.EMFILE, errno.ENFILE})
@@ -44,14 +49,11 @@ _DESCRIPTOR_RETRY_S: Final = 0.05
 
 
 def build_ssl_context(options: TransportOptions) -> ssl.SSLContext | bool:
-    """Verification on by default; ``--cacert`` adds a CA; ``--insecure`` turns it off."""
-    if options.insecure:
-        return False
-    if options.cacert is None:
-        return True  # aiohttp's shared verifying context: no second load of the CA store
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=str(options.cacert))
-    return context
+    """The run's context (``transport/tls.py``), or True for aiohttp's shared verifying
+    one when the run changes nothing of it (no second load of the system's CA store)."""
+    if options.cacert is None and options.cert is None and not options.insecure:
+        return True
+    return client_context(options)
 
 
 # The connect time of the current request, set by the connector when it opens a new
@@ -60,6 +62,40 @@ def build_ssl_context(options: TransportOptions) -> ssl.SSLContext | bool:
 _connect_ms: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
     "asyncfetch_connect_ms", default=None
 )
+
+
+class _HeadResponseHandler(ResponseHandler):
+    """aiohttp's protocol, but a body sent after a HEAD response (busybox httpd does) is
+    dropped, as the fast engine and curl drop it, instead of failing the response with
+    "Data after Connection: close": only the head goes to the parser, and a connection
+    that carried such bytes is never reused (RFC 9110 section 9.3.2: HEAD has no body)."""
+
+    _head_done = False
+    _head_tail = b""
+
+    def set_response_params(self, **params: Any) -> None:
+        self._head_done = False
+        self._head_tail = b""
+        super().set_response_params(**params)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._skip_payload:
+            super().data_received(data)
+            return
+        if self._head_done:
+            self._should_close = True  # bytes after the head: the stream is not to be trusted
+            return
+        seen = self._head_tail + data
+        end = seen.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_tail = seen[-3:]
+            super().data_received(data)
+            return
+        self._head_done = True
+        cut = end + 4 - len(self._head_tail)
+        if cut < len(data):
+            self._should_close = True
+        super().data_received(data[:cut])
 
 
 class _TimedConnector(aiohttp.TCPConnector):
@@ -74,6 +110,9 @@ class _TimedConnector(aiohttp.TCPConnector):
 
     def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._factory = functools.partial(  # type: ignore[assignment]  # a subclass
+            _HeadResponseHandler, loop=self._loop
+        )
         self._max_connections = max_connections
         self._idle_count = 0
         # Keys with idle connections, least recently released first.
@@ -244,6 +283,11 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._timeout_cache: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
+        # The one decision of both engines (transport/proxy.py), not aiohttp's trust_env:
+        # its no_proxy and its reading of HTTP_PROXY differ from curl's.
+        self._proxies = ProxyRules.from_options(options)
+        if any(proxy.socks for proxy in self._proxies.proxies):
+            raise ConfigError("SOCKS proxies need the fast engine; use --engine fast or auto")
 
     @property
     def max_connections(self) -> int:
@@ -333,7 +377,7 @@ class AiohttpTransport:
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,
-                proxy=self._options.proxy,
+                proxy=self._proxy_url(request.url),
                 timeout=self._client_timeout(timeouts),
             ) as response:
                 answered = True
@@ -354,6 +398,13 @@ class AiohttpTransport:
             if answered or opened or not replay_stale:
                 raise
         return await self._send_once(session, request, timeouts, max_body, replay_stale=False)
+
+    def _proxy_url(self, url: str) -> str | None:
+        proxies = self._proxies
+        if not proxies.by_scheme:
+            return None
+        proxy = proxies.for_url(url)
+        return None if proxy is None else proxy.url  # aiohttp sends its userinfo as Basic
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         # Built once per distinct Timeouts: a run uses one, and aiohttp copies nothing.
@@ -430,6 +481,12 @@ async def _read_body(response: aiohttp.ClientResponse, max_body: int) -> bytes:
 def map_error(exc: BaseException) -> TransportError:
     """Map an aiohttp/OS exception onto asyncfetch's error tree (the only place that does)."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy answered CONNECT with an error: 407 and other 4xx cannot change.
+        answer = f"{exc.status} {exc.message}".strip()
+        return ProxyError(f"the proxy refused CONNECT: {answer}", permanent=exc.status < 500)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return ProxyError(f"cannot connect to the proxy: {message}")
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return DNSError(f"name resolution failed: {message}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):

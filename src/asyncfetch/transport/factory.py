@@ -6,6 +6,7 @@ from .._errors import ConfigError
 from .._settings import Settings
 from .base import Transport
 from .descriptors import connection_cap, raise_descriptor_limit
+from .tls import check_tls_files
 
 ENGINES = ("auto", "aiohttp", "fast")
 
@@ -19,13 +20,24 @@ def _fast_supports(settings: Settings) -> bool:
 
 
 def resolve_engine(engine: str, settings: Settings) -> str:
-    """The engine a run will use: ``auto`` picks fast when it supports the run's options."""
+    """The engine a run will use: ``auto`` picks fast when it supports the run's options.
+
+    Also the run's start-up check of its TLS files (CA, client certificate and key).
+    """
+    check_tls_files(settings.transport)
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if settings.transport.http_version == "2" and engine != "fast":
+        if engine == "aiohttp" or not _fast_supports(settings):
+            raise ConfigError(
+                "--http2 needs the fast engine (aiohttp speaks HTTP/1.1 only, and the fast"
+                " engine takes no proxy); drop --http2 or use --engine fast"
+            )
+        return "fast"
     if engine == "auto":
         return "fast" if _fast_supports(settings) else "aiohttp"
     if engine == "fast" and not _fast_supports(settings):
-        raise ConfigError("the fast engine cannot serve this run (a proxy?); use --engine aiohttp")
+        raise ConfigError("the fast engine cannot use an https:// proxy; use --engine aiohttp")
     return engine
 
 

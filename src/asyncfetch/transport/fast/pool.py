@@ -283,22 +283,28 @@ async def open_connection(
         async with asyncio.timeout(connect_timeout):
             addresses = await resolver.resolve(host, port)
             conn = await _connect_to(loop, addresses, host, ssl_context, live, outbox)
-    except TimeoutError as exc:  # ours, or the kernel's ETIMEDOUT: nothing was sent
-        raise caused_by(
+    except (TimeoutError, socket.gaierror, OSError) as exc:  # ssl.SSLError is an OSError
+        raise connect_error(exc, host, where)
+    return conn
+
+
+def connect_error(exc: OSError, host: str, where: str) -> BaseException:
+    """A failure to open a connection to ``where`` as the error tree has it (a
+    TransportError chained to ``exc``), or OutOfDescriptors for the pool to wait out."""
+    if isinstance(exc, TimeoutError):  # ours, or the kernel's ETIMEDOUT: nothing was sent
+        return caused_by(
             TimeoutError_(f"connecting to {where} timed out", may_have_been_sent=False), exc
         )
-    except socket.gaierror as exc:
-        raise caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
-    except ssl.SSLCertVerificationError as exc:
+    if isinstance(exc, socket.gaierror):
+        return caused_by(DNSError(f"cannot resolve {host}: {exc.strerror or exc}"), exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
         failed = f"TLS handshake with {where} failed: {_ssl_reason(exc)}"
-        raise caused_by(CertificateError(failed), exc)
-    except ssl.SSLError as exc:
-        raise caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
-    except OSError as exc:
-        if exc.errno in _OUT_OF_DESCRIPTORS:
-            raise OutOfDescriptors(str(exc))
-        raise caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
-    return conn
+        return caused_by(CertificateError(failed), exc)
+    if isinstance(exc, ssl.SSLError):
+        return caused_by(TLSError(f"TLS handshake with {where} failed: {_ssl_reason(exc)}"), exc)
+    if exc.errno in _OUT_OF_DESCRIPTORS:
+        return OutOfDescriptors(str(exc))
+    return caused_by(ConnectError(f"cannot connect to {where}: {exc.strerror or exc}"), exc)
 
 
 async def _connect_to(
@@ -325,6 +331,20 @@ async def _connect_to(
     sock = await aiohappyeyeballs.start_connection(
         addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1, loop=loop
     )
+    return await wrap_socket(loop, sock, host, ssl_context, live, outbox)
+
+
+async def wrap_socket(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    host: str,
+    ssl_context: ssl.SSLContext | None,
+    live: set[Connection],
+    outbox: Outbox,
+) -> Connection:
+    """A Connection on a connected socket, after the TLS handshake with ``host`` when
+    ``ssl_context`` is given; the socket is closed if that fails."""
+    server_hostname = host if ssl_context is not None else None
     try:
         _, conn = await loop.create_connection(
             lambda: Connection(loop, live, outbox),

@@ -32,12 +32,16 @@ from ..._settings import Timeouts, TransportOptions
 from ...policy.hosts import host_of
 from ..base import Exchange
 from ..descriptors import connection_cap, lookups_for
+from ..proxy import ProxyRules
 from ..resolver import Resolver
 from ..targets import normalized_target
+from ..tls import ALPN_H2, client_context
 from .budget import ConnectionBudget
 from .codec import ACCEPT_ENCODING
 from .connection import Connection, Outbox, StaleConnection
+from .http2 import H2Origin, NotH2, open_session, request_headers
 from .pool import HostPool, open_connection
+from .proxied import open_proxied_connection
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -46,6 +50,8 @@ _COMMON_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 # From the end of "scheme://" to the first /, ? or #: the authority (always matches).
 _authority_end: Final = re.compile(r"[^/?#]*").match
+# Origins whose way through the proxies is remembered; past it the memory starts again.
+_FORWARD_FORMS_KEPT: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +198,9 @@ class FastTransport:
     file limit, see :func:`~asyncfetch.transport.descriptors.connection_cap`);
     ``idle_timeout`` closes connections unused for that many seconds. Names are resolved
     by ``resolver`` (default: one made from the options' DNS servers and overrides).
-    Proxies are not supported: check :meth:`supports` and fall back to the aiohttp
-    transport.
+    Proxies (``http://``, ``socks5://``, ``socks5h://``; from the options or the
+    environment, see ``transport/proxy.py``) are used only for the origins they apply
+    to; an ``https://`` proxy is not supported: check :meth:`supports`.
     """
 
     name = "fast"
@@ -213,8 +220,13 @@ class FastTransport:
             raise ConfigError("max_connections must be at least 1, e.g. 200")
         if idle_timeout <= 0:
             raise ConfigError("idle_timeout must be a positive number of seconds, e.g. 30")
-        if not self.supports(options):
-            raise ConfigError("the fast transport cannot use a proxy; use the aiohttp engine")
+        self._proxies = ProxyRules.from_options(options)
+        if not _serves(self._proxies):
+            raise ConfigError("the fast engine cannot use an https:// proxy; use --engine aiohttp")
+        self._proxied = bool(self._proxies.proxies)
+        # Per origin: how an http request goes to its HTTP proxy (absolute-form prefix,
+        # Proxy-Authorization line), or None (direct, or tunnelled).
+        self._forward_forms: dict[str, tuple[bytes, bytes] | None] = {}
         self._options = options
         self._per_host = per_host_connections
         self._idle_timeout = idle_timeout
@@ -230,6 +242,12 @@ class FastTransport:
         self._live: set[Connection] = set()
         self._outbox: Outbox | None = None  # made with the first pool, on the running loop
         self._ssl_context: ssl.SSLContext | None = None
+        # --http2: https origins go to HTTP/2 connections first (http2.py); those whose
+        # server picked HTTP/1.1 by ALPN are remembered and take the HTTP/1.1 path.
+        self._http2 = options.http_version == "2"
+        self._h2_origins: dict[str, H2Origin] = {}
+        self._h1_only: set[str] = set()
+        self._h2_context: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
         self._default_lines = (
@@ -240,8 +258,8 @@ class FastTransport:
 
     @classmethod
     def supports(cls, options: TransportOptions) -> bool:
-        """Whether this transport can serve a run with ``options`` (no proxy support)."""
-        return options.proxy is None
+        """Whether this transport can serve a run with ``options`` (not an https:// proxy)."""
+        return _serves(ProxyRules.from_options(options))
 
     async def __aenter__(self) -> FastTransport:
         return self
@@ -261,7 +279,17 @@ class FastTransport:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()  # the clock of Connection.headers_at
         where = route(request.url)
+        if (
+            self._http2
+            and where.origin.scheme == "https"
+            and where.origin.key not in self._h1_only
+        ):
+            response = await self._send_h2(request, where, timeouts, max_body, loop)
+            if response is not None:
+                return response
         head = self._encode_head(request, where)
+        if self._proxied:
+            head = self._through_proxy(head, where.origin)
         pool = self._pools.get(where.origin.key) or self._add_pool(where.origin, loop)
         conn, connect_ms = await self._exchange(pool, request, head, timeouts, max_body)
         response = Response(
@@ -291,6 +319,8 @@ class FastTransport:
         try:
             where = route(request.url)
             head = self._encode_head(request, where)
+            if self._proxied:
+                head = self._through_proxy(head, where.origin)
         except TransportError:
             return False  # send() raises it again, where errors are reported
         pool = self._pools.get(where.origin.key)
@@ -366,6 +396,78 @@ class FastTransport:
                 pool.discard(conn)
                 raise
 
+    async def _send_h2(
+        self,
+        request: Request,
+        where: Route,
+        timeouts: Timeouts,
+        max_body: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Response | None:
+        """``request`` on the origin's HTTP/2 connection; None when the server speaks
+        HTTP/1.1 only (ALPN), which the caller then uses."""
+        key = where.origin.key
+        origin = self._h2_origins.get(key) or self._add_h2_origin(where.origin, loop)
+        headers = request_headers(
+            self._checked_method(request),
+            where.origin.host_header,
+            where.target,
+            self._h2_fields(request, where),
+            request.body,
+        )
+        try:
+            (status, fields, body, ttfb_ms), connect_ms = await origin.request(
+                headers,
+                request.body,
+                connect_timeout=timeouts.connect,
+                read_timeout=timeouts.read,
+                max_body=max_body,
+            )
+        except NotH2:
+            self._h1_only.add(key)
+            if self._h2_origins.get(key) is origin:
+                del self._h2_origins[key]
+            return None
+        return Response(status, request.url, fields, body, connect_ms, ttfb_ms)
+
+    def _h2_fields(self, request: Request, where: Route) -> list[tuple[str, str]]:
+        caller: list[tuple[str, str]] = []
+        for name, value in request.headers:
+            _check_header(name, value)
+            caller.append((name, value))
+        given = {name.lower() for name, _ in caller}
+        defaults = [("user-agent", self._options.user_agent), ("accept-encoding", ACCEPT_ENCODING)]
+        if where.authorization is not None:
+            defaults.append(("authorization", where.authorization))
+        return [field for field in defaults if field[0] not in given] + caller
+
+    def _add_h2_origin(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> H2Origin:
+        if self._h2_context is None:
+            self._h2_context = client_context(self._options, ALPN_H2)
+        connect = partial(open_session, loop, self.resolver, origin.host, origin.port)
+        context = self._h2_context
+        h2_origin = H2Origin(
+            lambda timeout, on_change: connect(context, timeout, on_change),
+            limit=self._per_host,
+            loop=loop,
+        )
+        self._h2_origins[origin.key] = h2_origin
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+        return h2_origin
+
+    @property
+    def h2_origin_count(self) -> int:
+        """Origins with HTTP/2 state now (idle ones are forgotten by the sweeper)."""
+        return len(self._h2_origins)
+
+    @staticmethod
+    def _checked_method(request: Request) -> str:
+        method = request.method
+        if method not in _COMMON_METHODS and not _TOKEN.fullmatch(method):
+            raise _not_sendable(f"invalid request method {method!r}")
+        return method
+
     def _encode_head(self, request: Request, where: Route) -> bytes:
         method = request.method
         if method not in _COMMON_METHODS and not _TOKEN.fullmatch(method):
@@ -390,6 +492,35 @@ class FastTransport:
             lines.append(f"Authorization: {where.authorization}\r\n")
         lines.append(f"{framing}\r\n")
         return _encode("".join(lines))
+
+    def _through_proxy(self, head: bytes, origin: Origin) -> bytes:
+        """``head`` as an HTTP proxy takes it: the target in absolute form (RFC 9112
+        section 3.2.2) and the proxy's credentials; unchanged for any other way."""
+        form = self._forward_form(origin)
+        if form is None:
+            return head
+        prefix, authorization = form
+        target_at = head.index(b" ") + 1
+        line_end = head.index(b"\r\n") + 2
+        return b"".join(
+            (head[:target_at], prefix, head[target_at:line_end], authorization, head[line_end:])
+        )
+
+    def _forward_form(self, origin: Origin) -> tuple[bytes, bytes] | None:
+        forms = self._forward_forms
+        key = origin.key
+        if key in forms:
+            return forms[key]
+        proxy = self._proxies.for_origin(origin.scheme, origin.host, origin.port)
+        form = None
+        if proxy is not None and not proxy.socks and origin.scheme == "http":
+            auth = proxy.authorization
+            line = b"" if auth is None else f"Proxy-Authorization: {auth}\r\n".encode()
+            form = (key.encode(), line)
+        if len(forms) >= _FORWARD_FORMS_KEPT:
+            forms.clear()  # memory must not grow with the hosts seen
+        forms[key] = form
+        return form
 
     @staticmethod
     def _add_caller_headers(lines: list[str], headers: tuple[tuple[str, str], ...]) -> set[str]:
@@ -420,9 +551,25 @@ class FastTransport:
 
     def _add_pool(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> HostPool:
         ssl_context = self._tls_context() if origin.scheme == "https" else None
-        connect = partial(
-            open_connection, loop, self.resolver, origin.host, origin.port, ssl_context
-        )
+        proxy = None
+        if self._proxied:
+            proxy = self._proxies.for_origin(origin.scheme, origin.host, origin.port)
+        if proxy is None:
+            connect = partial(
+                open_connection, loop, self.resolver, origin.host, origin.port, ssl_context
+            )
+        else:
+            user_agent = self._options.user_agent
+            connect = partial(
+                open_proxied_connection,
+                loop,
+                self.resolver,
+                proxy,
+                user_agent,
+                origin.host,
+                origin.port,
+                ssl_context,
+            )
         if self._outbox is None:
             self._outbox = Outbox(loop)
         if self._budget is None:
@@ -448,7 +595,7 @@ class FastTransport:
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            self._ssl_context = make_ssl_context(self._options)
+            self._ssl_context = client_context(self._options)
         return self._ssl_context
 
     def _sweep_interval(self) -> float:
@@ -463,7 +610,10 @@ class FastTransport:
             pool.expire(now)  # may forget the pool itself (HostPool's on_unused)
             if pool.unused:
                 self._forget_pool(key, pool)  # memory must not grow with the hosts seen
-        if self._pools and not self._closed:
+        for key, h2_origin in list(self._h2_origins.items()):
+            if h2_origin.expire(now, self._idle_timeout):
+                del self._h2_origins[key]
+        if (self._pools or self._h2_origins) and not self._closed:
             self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
     async def aclose(self) -> None:
@@ -475,13 +625,22 @@ class FastTransport:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        h2_lost = [lost for origin in self._h2_origins.values() for lost in origin.close()]
+        self._h2_origins.clear()
         live = list(self._live)
         for conn in live:
             conn.abort()
         if live:
             await _wait_all_closed(live)
+        if h2_lost:
+            await asyncio.wait(h2_lost, timeout=5.0)
         if self._owns_resolver:
             await self.resolver.aclose()
+
+
+def _serves(rules: ProxyRules) -> bool:
+    # TLS to the proxy itself (TLS inside TLS for https origins) is the aiohttp engine's.
+    return all(proxy.scheme != "https" for proxy in rules.proxies)
 
 
 def stale_may_retry(stale: StaleConnection, request: Request) -> bool:
@@ -506,15 +665,3 @@ async def _wait_all_closed(conns: list[Connection]) -> None:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
-
-
-def make_ssl_context(options: TransportOptions) -> ssl.SSLContext:
-    """Verification on by default; ``cacert`` adds a CA file, ``insecure`` turns it off."""
-    context = ssl.create_default_context()
-    if options.cacert is not None:
-        context.load_verify_locations(cafile=str(options.cacert))
-    if options.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])  # never let a server pick h2 for us
-    return context
