@@ -286,6 +286,7 @@ async def test_nginx_http2_many_requests_share_one_connection(
     seen = [r.body.value.split() for r in results if r.body is not None and r.status == 200]
     assert len(seen) == 30
     assert {protocol for protocol, _, _ in seen} == {"HTTP/2.0"}
+    assert {result.protocol for result in results} == {"HTTP/2"}  # the record says so too
     assert len({connection for _, connection, _ in seen}) == 1  # nginx's connection serial
     assert sorted(int(count) for _, _, count in seen) == list(range(1, 31))
 
@@ -362,6 +363,7 @@ async def test_http2_falls_back_to_http11_when_the_server_declines(
     options = {"cacert": client_files["ca.pem"], "cert": client_files["both.pem"]}
     result = await fetch("fast", nginx.mtls_url + "/who", http_version="2", **options)
     assert result.status == 200
+    assert result.to_record()["protocol"] == "HTTP/1.1"
 
 
 @pytest.fixture(scope="module")
@@ -454,9 +456,11 @@ async def test_cli_http2_and_client_certificate_options(
         *("--cacert", str(client_files["ca.pem"]), "--cert", str(client_files["both.pem"])),
     )
     assert done.code == 0, done.stderr
-    bodies = sorted(str(record["body"]) for record in read_jsonl(out))
+    records = sorted(read_jsonl(out), key=lambda record: str(record["body"]))
+    bodies = [str(record["body"]) for record in records]
     assert bodies[0].startswith("HTTP/2.0 ")  # nginx's h2 server, by ALPN
     assert bodies[1].startswith("SUCCESS ")  # the mutual-TLS one, over HTTP/1.1
+    assert [record["protocol"] for record in records] == ["HTTP/2", "HTTP/1.1"]
 
 
 # -- lighttpd ------------------------------------------------------------------------------
@@ -510,6 +514,7 @@ async def test_framing_edge_cases_give_the_body_and_the_final_head(engine: str, 
         result = await fetch(engine, server.url + path, body=with_headers())
     record = result.to_record()
     assert record["status"] == 200 and record["bytes"] == len(BODY)
+    assert record["protocol"] == "HTTP/1.1"
     assert record["sha256"] == hashlib.sha256(BODY).hexdigest()
     assert result.body is not None and result.body.value == BODY.decode()
     headers = record["headers"]
@@ -528,6 +533,7 @@ async def test_an_http10_response_is_not_kept_alive(engine: str) -> None:
         async with Fetcher(engine=engine, per_host=1, retries=0, timeouts=10.0) as fetcher:
             results = [result async for result in fetcher.stream(urls)]
     assert [(r.status, r.bytes, r.error) for r in results] == [(200, len(BODY), None)] * 3
+    assert [r.protocol for r in results] == ["HTTP/1.0"] * 3  # the record names the version
     assert sorted(seen.connection for seen in server.seen) == [1, 2, 3]
 
 

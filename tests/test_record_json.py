@@ -166,6 +166,9 @@ def test_typical_records_take_the_c_writer() -> None:
     with_body = typical()
     with_body.body = BodyField("body", "héllo\tworld \U0001f600")
     assert written(with_body) == orjson_line(with_body)
+    over_http2 = typical()
+    over_http2.protocol = "HTTP/2"
+    assert written(over_http2) == orjson_line(over_http2)
 
 
 @pytest.mark.parametrize(

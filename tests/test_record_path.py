@@ -93,6 +93,7 @@ def reference_record(result: Result) -> dict[str, Any]:
     record["bytes"] = result.bytes
     record["sha256"] = result.sha256
     record["content_type"] = result.content_type
+    record["protocol"] = result.protocol
     if result.headers is not None:
         record["headers"] = expected_header_form(result.headers)
     if result.body is not None:
@@ -143,6 +144,7 @@ def make_result(result_id: str = "r1", **changes: Any) -> Result:
         "sha256": hashlib.sha256(b"hello world\n").hexdigest(),
         "content_type": "text/html; charset=utf-8",
         "started_at": STARTED_AT,
+        "protocol": "HTTP/1.1",
     }
     fields.update(changes)
     return Result(**fields)
@@ -169,6 +171,7 @@ def make_response(**changes: Any) -> Response:
         "body": b"hello world\n",
         "connect_ms": 0.412,
         "ttfb_ms": 1.873,
+        "protocol": "HTTP/2",  # not the default: the record must carry it through
     }
     fields.update(changes)
     return Response(**fields)
@@ -339,6 +342,7 @@ def reference_success(
         headers=redact_headers(response.headers) if policy.include_headers else None,
         body=body,
         meta=request.meta,
+        protocol=response.protocol,
     )
 
 
@@ -490,6 +494,7 @@ def legacy_to_record(result: Result) -> dict[str, Any]:
         "bytes": result.bytes,
         "sha256": result.sha256,
         "content_type": result.content_type,
+        "protocol": result.protocol,
     }
     if result.headers is not None:
         record["headers"] = expected_header_form(result.headers)
@@ -539,6 +544,7 @@ def legacy_flat(record: dict[str, Any], *, include_headers: bool) -> list[Any]:
     row.append(None if meta is None else legacy_dumps(meta).decode("utf-8"))
     row.append(record.get("started_at"))
     row.append(timings.get("wait_ms", 0.0))
+    row.append(record.get("protocol"))
     return row
 
 

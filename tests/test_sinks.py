@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from asyncfetch._errors import ConfigError, OutputError
 from asyncfetch._models import BodyField, ErrorInfo, Result, Timings
 from asyncfetch.sinks import BodyStore, CsvSink, JsonlSink, SqliteSink, open_sink
+from asyncfetch.sinks._records import flat_columns
 from asyncfetch.sinks.bodies import guess_extension, safe_host, safe_stem
 from asyncfetch.sinks.sqlite import COLUMNS as SQLITE_COLUMNS
 
@@ -42,6 +43,7 @@ def make_result(result_id: str = "r1", **changes: Any) -> Result:
         "sha256": "ab" * 32,
         "content_type": "text/html; charset=utf-8",
         "started_at": "2024-05-01T12:00:00.000Z",
+        "protocol": "HTTP/1.1",
     }
     fields.update(changes)
     return Result(**fields)
@@ -67,8 +69,15 @@ def sample_results() -> list[Result]:
             bytes=0,
             sha256=None,
             content_type=None,
+            protocol=None,
         ),
-        make_result("b64", line=None, status=404, body=BodyField("body_b64", "AAEC/w==")),
+        make_result(
+            "b64",
+            line=None,
+            status=404,
+            body=BodyField("body_b64", "AAEC/w=="),
+            protocol="HTTP/2",
+        ),
         make_result("saved", method="POST", body=BodyField("path", "out/example.com/saved.html")),
     ]
 
@@ -99,6 +108,7 @@ def expected_csv_row(result: Result, *, include_headers: bool) -> dict[str, str]
     row |= {name: text(record.get(name)) for name in ("body", "body_b64", "path")}
     row["meta"] = "" if result.meta is None else orjson.dumps(result.meta).decode()
     row["started_at"] = record["started_at"]
+    row["protocol"] = text(record["protocol"])
     return row
 
 
@@ -424,8 +434,9 @@ async def test_csv_round_trips_flat_rows(tmp_path: Path, include_headers: bool) 
     header, *rows = read_csv(target)
     assert ("headers" in header) is include_headers
     assert header[:3] == ["id", "line", "method"]
-    # wait_ms last: it came after the others, and earlier columns keep their places.
-    assert header[-6:] == ["body", "body_b64", "path", "meta", "started_at", "wait_ms"]
+    # wait_ms and protocol last: they came after the others, and earlier columns keep
+    # their places.
+    assert header[-7:] == ["body", "body_b64", "path", "meta", "started_at", "wait_ms", "protocol"]
     expected = [expected_csv_row(result, include_headers=include_headers) for result in results]
     assert [dict(zip(header, row, strict=True)) for row in rows] == expected
     assert rows[0][header.index("body")] == 'héllo\n世界\r\nsecond "line", with comma'
@@ -686,10 +697,10 @@ def test_stems_keep_safe_ids_readable() -> None:
     assert "etc_passwd." in safe_stem("../../etc/passwd")
 
 
-async def test_sqlite_written_before_wait_ms_is_appended_to(tmp_path: Path) -> None:
-    # An output of an earlier version, resumed: its table lacks the wait_ms column.
+async def test_sqlite_written_before_wait_ms_and_protocol_is_appended_to(tmp_path: Path) -> None:
+    # An output of an earlier version, resumed: its table lacks the newer columns.
     target = tmp_path / "old.sqlite"
-    old_columns = [name for name in SQLITE_COLUMNS if name != "wait_ms"]
+    old_columns = [name for name in SQLITE_COLUMNS if name not in ("wait_ms", "protocol")]
     with sqlite3.connect(target) as db:
         db.execute(f"CREATE TABLE results ({', '.join(old_columns)})")
         db.execute("INSERT INTO results (id, ok) VALUES ('earlier', 1)")
@@ -699,6 +710,28 @@ async def test_sqlite_written_before_wait_ms_is_appended_to(tmp_path: Path) -> N
     async with SqliteSink(target, append=True) as sink:
         await sink.write(results[:1])
     with sqlite3.connect(target) as db:
-        rows = dict(db.execute("SELECT id, wait_ms FROM results").fetchall())
+        rows = {row[0]: row[1:] for row in db.execute("SELECT id, wait_ms, protocol FROM results")}
     db.close()
-    assert rows == {"earlier": None, "ok-text": 12.5}
+    assert rows == {"earlier": (None, None), "ok-text": (12.5, "HTTP/1.1")}
+
+
+async def test_csv_written_by_an_earlier_version_is_appended_to_in_its_columns(
+    tmp_path: Path,
+) -> None:
+    # Resumed with a newer asyncfetch: the file's header lacks the columns added since
+    # (protocol); the new rows keep to the file's columns instead of being refused.
+    target = tmp_path / "old.csv"
+    old_header = [name for name in flat_columns(include_headers=False) if name != "protocol"]
+    earlier = ["earlier", "1", "GET", "http://h/", *[""] * (len(old_header) - 4)]
+    earlier[old_header.index("ok")] = "true"
+    with open(target, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle, lineterminator="\r\n").writerows([old_header, earlier])
+    sink = open_sink(target, append=True)
+    try:
+        await sink.write(sample_results()[:1])
+    finally:
+        await sink.aclose()
+    header, *rows = read_csv(target)
+    assert header == old_header
+    assert [row[0] for row in rows] == ["earlier", "ok-text"]
+    assert all(len(row) == len(old_header) for row in rows)

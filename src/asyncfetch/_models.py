@@ -149,6 +149,7 @@ class Response:
     body: bytes
     connect_ms: float | None = None
     ttfb_ms: float | None = None
+    protocol: str = "HTTP/1.1"
 
     def __init__(
         self,
@@ -158,6 +159,7 @@ class Response:
         body: bytes,
         connect_ms: float | None = None,
         ttfb_ms: float | None = None,
+        protocol: str = "HTTP/1.1",
     ) -> None:
         self.status = status
         self.url = url
@@ -165,6 +167,9 @@ class Response:
         self.body = body
         self.connect_ms = connect_ms
         self.ttfb_ms = ttfb_ms
+        # The version of the answer as curl's %{http_version} names it, with the prefix:
+        # "HTTP/1.1", "HTTP/1.0" or "HTTP/2".
+        self.protocol = protocol
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -249,6 +254,7 @@ class Result:
     headers: Headers | None = None
     body: BodyField | None = None
     meta: Any = None
+    protocol: str | None = None
 
     def __init__(
         self,
@@ -268,6 +274,7 @@ class Result:
         headers: Headers | None = None,
         body: BodyField | None = None,
         meta: Any = None,
+        protocol: str | None = None,
     ) -> None:
         self.id = id
         self.line = line
@@ -285,6 +292,8 @@ class Result:
         self.headers = headers
         self.body = body
         self.meta = meta
+        # The HTTP version of the final answer (Response.protocol); None without one.
+        self.protocol = protocol
 
     @property
     def ok(self) -> bool:
@@ -360,6 +369,7 @@ class Result:
             "bytes": self.bytes,
             "sha256": self.sha256,
             "content_type": self.content_type,
+            "protocol": self.protocol,
         }
         if self.headers is not None:
             record["headers"] = header_record(self.headers)
@@ -400,6 +410,7 @@ RECORD_FIELDS = (
     "bytes",
     "sha256",
     "content_type",
+    "protocol",
     "headers",
     "body",
     "body_b64",

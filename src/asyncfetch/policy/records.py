@@ -125,6 +125,7 @@ def success_result(
         redact_headers(response.headers) if policy.include_headers else None,
         kept,
         request.meta,
+        response.protocol,
     )
 
 

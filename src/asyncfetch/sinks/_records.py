@@ -35,8 +35,9 @@ _LEADING_COLUMNS = (
     "sha256",
     "content_type",
 )
-# wait_ms came after the others: last, so the columns of earlier versions keep their places.
-_TRAILING_COLUMNS = ("body", "body_b64", "path", "meta", "started_at", "wait_ms")
+# wait_ms and protocol came after the others: last, so the columns of earlier versions
+# keep their places (and a CSV file of an earlier version can still be appended to).
+_TRAILING_COLUMNS = ("body", "body_b64", "path", "meta", "started_at", "wait_ms", "protocol")
 _BODY_KEYS = ("body", "body_b64", "path")
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 _NEWLINE_OPTION = orjson.OPT_APPEND_NEWLINE
@@ -137,6 +138,7 @@ def _append_fields(append_record: Callable[..., bool], buffer: bytearray, result
         result.bytes,
         result.sha256,
         result.content_type,
+        result.protocol,
         None if body is None else body.key,
         None if body is None else body.value,
         result.started_at,
@@ -187,6 +189,7 @@ def flatten(record: dict[str, Any], *, include_headers: bool) -> dict[str, FlatV
     row["meta"] = _json_or_none(record.get("meta"))
     row["started_at"] = record.get("started_at")
     row["wait_ms"] = timings.get("wait_ms", 0.0)
+    row["protocol"] = record.get("protocol")
     return row
 
 
@@ -233,5 +236,6 @@ def flat_row(result: Result, *, include_headers: bool) -> list[FlatValue]:
         _json_or_none(result.meta),
         result.started_at,
         timings.wait_ms,
+        result.protocol,
     )
     return row

@@ -68,14 +68,20 @@ def _csv_rows(text: io.TextIOWrapper) -> Iterator[list[str]]:
         return  # an unterminated quoted field: everything from there on is torn
 
 
-def _check_header(path: Path, columns: tuple[str, ...]) -> None:
+def _appendable_columns(path: Path, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns the rows appended to ``path`` must have: this run's, or the fewer of a
+    file an earlier version wrote (columns are only ever added at the end, and its rows
+    go on without the new ones rather than under a header that does not name them)."""
     header = _existing_header(path)
-    if header is not None and tuple(header) != columns:
-        # Appending rows under a different header would shift every column silently.
-        raise ConfigError(
-            f"cannot append to {path}: its columns differ from this run's "
-            "(was it written with a different include_headers setting?)"
-        )
+    if header is None or tuple(header) == columns:
+        return columns
+    if len(header) > columns.index("started_at") and tuple(header) == columns[: len(header)]:
+        return tuple(header)
+    # Appending rows under a different header would shift every column silently.
+    raise ConfigError(
+        f"cannot append to {path}: its columns differ from this run's "
+        "(was it written with a different include_headers setting?)"
+    )
 
 
 class CsvSink(BufferedFileSink):
@@ -89,10 +95,14 @@ class CsvSink(BufferedFileSink):
         owns_stream: bool,
         include_headers: bool = False,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
+        columns: tuple[str, ...] | None = None,
     ) -> None:
         self._writer = FileWriter(stream, name, owns_stream=owns_stream, batch_bytes=batch_bytes)
         self._include_headers = include_headers
-        self._columns = flat_columns(include_headers=include_headers)
+        every_column = flat_columns(include_headers=include_headers)
+        self._columns = every_column if columns is None else columns
+        # Cells per row when appending to an earlier version's file; None for all.
+        self._width = None if self._columns == every_column else len(self._columns)
         self._text = io.StringIO()
         self._csv = csv.writer(self._text, lineterminator="\r\n")
         if self._writer.position == 0:
@@ -108,10 +118,17 @@ class CsvSink(BufferedFileSink):
     ) -> CsvSink:
         """A sink writing to ``path``: truncated, or appended to when ``append``."""
         target = Path(path)
+        columns = flat_columns(include_headers=include_headers)
         if append:
-            _check_header(target, flat_columns(include_headers=include_headers))
+            columns = _appendable_columns(target, columns)
         stream = open_output(target, append=append)
-        return cls(stream, name=str(target), owns_stream=True, include_headers=include_headers)
+        return cls(
+            stream,
+            name=str(target),
+            owns_stream=True,
+            include_headers=include_headers,
+            columns=columns,
+        )
 
     @classmethod
     def stdout(cls, *, include_headers: bool = False) -> CsvSink:
@@ -137,9 +154,12 @@ class CsvSink(BufferedFileSink):
         and then the row is exactly its cells joined by commas (QUOTE_MINIMAL). Rows
         that do are left to the csv module, so the quoting rules stay the module's own.
         """
+        values = flat_row(result, include_headers=self._include_headers)
+        if self._width is not None:
+            del values[self._width :]
         cells = [
             "" if value is None else value if isinstance(value, str) else _cell_text(value)
-            for value in flat_row(result, include_headers=self._include_headers)
+            for value in values
         ]
         line = ",".join(cells)
         if '"' in line or "\n" in line or "\r" in line or line.count(",") != len(cells) - 1:

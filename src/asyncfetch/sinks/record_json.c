@@ -13,7 +13,8 @@
 
    append_record(buffer, id, line, method, url, final_url, status, ok, error_kind,
                  error_message, attempts, queued_ms, connect_ms, ttfb_ms, total_ms,
-                 wait_ms, bytes, sha256, content_type, body_key, body_value, started_at) -> bool
+                 wait_ms, bytes, sha256, content_type, protocol, body_key, body_value,
+                 started_at) -> bool
    (error_kind is None for a record without an error; body_key None for one without a
    body field; headers and meta are the caller's to check: it only calls this without.)
 */
@@ -31,8 +32,8 @@ typedef struct {
 
 enum { ARG_BUFFER, ARG_ID, ARG_LINE, ARG_METHOD, ARG_URL, ARG_FINAL_URL, ARG_STATUS, ARG_OK,
        ARG_ERROR_KIND, ARG_ERROR_MESSAGE, ARG_ATTEMPTS, ARG_QUEUED, ARG_CONNECT, ARG_TTFB,
-       ARG_TOTAL, ARG_WAIT, ARG_BYTES, ARG_SHA256, ARG_CONTENT_TYPE, ARG_BODY_KEY, ARG_BODY_VALUE,
-       ARG_STARTED_AT, ARG_COUNT };
+       ARG_TOTAL, ARG_WAIT, ARG_BYTES, ARG_SHA256, ARG_CONTENT_TYPE, ARG_PROTOCOL, ARG_BODY_KEY,
+       ARG_BODY_VALUE, ARG_STARTED_AT, ARG_COUNT };
 
 /* 0 on success; -1 with MemoryError set. */
 static int reserve(Out *out, Py_ssize_t more)
@@ -349,6 +350,7 @@ static int put_record(Out *out, PyObject *const *args)
     }
     NEXT("sha256", ARG_SHA256, put_string)
     NEXT("content_type", ARG_CONTENT_TYPE, put_string)
+    NEXT("protocol", ARG_PROTOCOL, put_string)
     if (status == WROTE) {
         status = put_body(out, args);
     }

@@ -19,6 +19,7 @@ def append_record(
     bytes: int,
     sha256: str | None,
     content_type: str | None,
+    protocol: str | None,
     body_key: str | None,
     body_value: str | None,
     started_at: str,

@@ -390,6 +390,7 @@ class AiohttpTransport:
                     body=body,
                     connect_ms=connect_times[0] if connect_times else None,
                     ttfb_ms=ttfb_ms,
+                    protocol=_protocol(response.version),
                 )
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             # No new connection was made and nothing came back: the server closed a pooled
@@ -433,6 +434,13 @@ def _check_tls_name(host: str) -> None:
     then never closed: checked here, a request to ``https://a..b/`` leaks nothing.
     """
     host.encode("idna")  # UnicodeError, a ValueError, says which label is wrong
+
+
+def _protocol(version: aiohttp.HttpVersion | None) -> str:
+    """The record's name of the answer's HTTP version ("HTTP/1.1", "HTTP/1.0")."""
+    if version is None:
+        return "HTTP/1.1"
+    return f"HTTP/{version.major}.{version.minor}"
 
 
 def _target_url(request: Request) -> yarl.URL:

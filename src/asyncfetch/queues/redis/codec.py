@@ -102,6 +102,7 @@ def decode_result(payload: bytes) -> Result:
         headers=None if headers is None else tuple(headers.items()),
         body=_body_field(record),
         meta=record.get("meta"),
+        protocol=record.get("protocol"),
     )
 
 

@@ -161,6 +161,7 @@ class Connection(asyncio.Protocol):
         "on_idle_lost",
         "on_lost",
         "pool",
+        "protocol",
         "sent_at",
         "served",
         "status",
@@ -198,6 +199,7 @@ class Connection(asyncio.Protocol):
         self.pool: Any = None  # the HostPool that owns this connection (set by the pool)
         self.context: Any = None  # the caller's state for the exchange in progress
         self.served = 0
+        self.protocol = "HTTP/1.1"  # of the response being read (Response.protocol)
         self._headers: list[tuple[str, str]] = []
         self._chunks: list[bytes] = []
         self._begin(False, 0)
@@ -425,6 +427,7 @@ class Connection(asyncio.Protocol):
         """A whole response parsed in one pass: what llhttp's callbacks would have done."""
         self._headers = headers
         self._encoding = encoding
+        self.protocol = "HTTP/1.1"  # parse_whole leaves HTTP/1.0 answers to llhttp
         self._headers_complete(status, keep_alive)
         # Its Content-Length is within max_body and framed the body exactly (checked in C).
         self._choose_decoder()
@@ -555,6 +558,7 @@ class Connection(asyncio.Protocol):
             self._reset_headers()  # 1xx informational: the real response follows
             return
         self._headers_complete(status, self._parser.should_keep_alive())
+        self.protocol = "HTTP/" + self._parser.get_http_version()
         if self._is_head:
             self._finish(None)
             raise _StopParsing()  # llhttp would wait for a body a HEAD response never has

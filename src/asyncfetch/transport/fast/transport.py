@@ -298,6 +298,7 @@ class FastTransport:
             headers=conn.headers(),
             body=conn.body(),
             connect_ms=connect_ms,
+            protocol=conn.protocol,
             ttfb_ms=(conn.headers_at - start) * 1000.0,
         )
         pool.release(conn)
@@ -360,6 +361,7 @@ class FastTransport:
             body=conn.body(),
             connect_ms=None,
             ttfb_ms=(conn.headers_at - conn.sent_at) * 1000.0,
+            protocol=conn.protocol,
         )
         pool.release(conn)
         exchange.landed(response)
@@ -428,7 +430,7 @@ class FastTransport:
             if self._h2_origins.get(key) is origin:
                 del self._h2_origins[key]
             return None
-        return Response(status, request.url, fields, body, connect_ms, ttfb_ms)
+        return Response(status, request.url, fields, body, connect_ms, ttfb_ms, "HTTP/2")
 
     def _h2_fields(self, request: Request, where: Route) -> list[tuple[str, str]]:
         caller: list[tuple[str, str]] = []
