@@ -14,7 +14,7 @@ from asyncfetch.policy.adaptive import (
     HostLimit,
     HostTable,
 )
-from asyncfetch.policy.limits import LimitWaits, PerHostLimiter
+from asyncfetch.policy.limits import ClientLoad, LimitWaits, PerHostLimiter
 
 
 def ok() -> Response:
@@ -225,6 +225,98 @@ def test_latency_is_not_held_against_the_host_while_the_client_is_the_bottleneck
         limit.observe(ok(), now, now + 0.3, latency_is_the_hosts=False)
         now += 0.3
     assert limit.concurrency == 8
+
+
+# -- ClientLoad: the client's own load, read from clocks the test sets -------------------
+
+
+class LoadClocks:
+    """The CPU and wall clocks a ClientLoad reads, set by the test; each tick (a read of
+    the CPU clock after ``watch``) is counted and announced."""
+
+    def __init__(self) -> None:
+        self.cpu = 5.0
+        self.wall = 100.0
+        self.reads = 0
+        self.ticked = asyncio.Event()
+
+    def cpu_clock(self) -> float:
+        self.reads += 1
+        if self.reads > 1:  # the first read is watch's own
+            self.ticked.set()
+        return self.cpu
+
+    def wall_clock(self) -> float:
+        return self.wall
+
+    def load(self, interval: float = 0.01) -> ClientLoad:
+        return ClientLoad(interval, cpu_clock=self.cpu_clock, wall_clock=self.wall_clock)
+
+    async def tick(self, cpu_s: float, wall_s: float) -> None:
+        """Let the next timer run after ``cpu_s`` of CPU in ``wall_s`` of wall time."""
+        self.cpu += cpu_s
+        self.wall += wall_s
+        self.ticked.clear()
+        await asyncio.wait_for(self.ticked.wait(), 5)
+
+
+async def test_client_load_is_unknown_until_an_interval_was_measured() -> None:
+    clocks = LoadClocks()
+    load = clocks.load()
+    assert load.idle_enough is False
+    load.watch()
+    assert load.idle_enough is False and clocks.reads == 1
+    await clocks.tick(cpu_s=0.001, wall_s=0.01)  # 10 % of a CPU, on time
+    assert load.idle_enough is True
+    load.stop()
+
+
+async def test_client_load_sees_a_busy_cpu_and_a_late_loop_interval_by_interval() -> None:
+    clocks = LoadClocks()
+    load = clocks.load(interval=0.01)
+    load.watch()
+    await clocks.tick(cpu_s=0.007, wall_s=0.01)  # 70 % of a CPU: the client is the limit
+    assert load.idle_enough is False
+    # Measured from the last tick, not from the start: this interval is idle again.
+    await clocks.tick(cpu_s=0.001, wall_s=0.01)
+    assert load.idle_enough is True
+    await clocks.tick(cpu_s=0.005, wall_s=0.01)  # half a CPU: below the line
+    assert load.idle_enough is True
+    await clocks.tick(cpu_s=0.0, wall_s=0.01 + 0.02)  # no CPU, but the timer ran 20 ms late
+    assert load.idle_enough is False
+    # Late is measured against when this timer was due (the last tick + the interval).
+    await clocks.tick(cpu_s=0.0, wall_s=0.01 + 0.005)
+    assert load.idle_enough is True
+    await clocks.tick(cpu_s=0.0, wall_s=0.0)  # early: never negative lateness, no interval
+    assert load.idle_enough is True
+    load.stop()
+
+
+async def test_client_load_default_interval_is_a_tenth_of_a_second() -> None:
+    clocks = LoadClocks()
+    load = ClientLoad(cpu_clock=clocks.cpu_clock, wall_clock=clocks.wall_clock)
+    load.watch()
+    # 0.12 s after watch, the timer was due at 0.1 s: 20 ms late, so the loop was busy.
+    await clocks.tick(cpu_s=0.0, wall_s=0.12)
+    assert load.idle_enough is False
+    load.stop()
+
+
+async def test_client_load_watches_once_and_stops_for_good() -> None:
+    clocks = LoadClocks()
+    load = clocks.load(interval=0.005)
+    load.watch()
+    load.watch()  # a second call starts no second timer
+    await clocks.tick(cpu_s=0.0, wall_s=0.005)
+    assert clocks.reads == 2
+    load.stop()
+    load.stop()  # twice is harmless
+    reads = clocks.reads
+    clocks.cpu += 1.0  # a tick now would see a full CPU
+    await asyncio.sleep(0.05)  # ten intervals: a timer left running would have read
+    assert clocks.reads == reads and load.idle_enough is True
+    load.watch()  # watching again starts afresh
+    assert clocks.reads == reads + 1
 
 
 # -- PerHostLimiter.hold: queueing, handing on, cancelling (events, no timing) -----------

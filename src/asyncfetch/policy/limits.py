@@ -350,10 +350,28 @@ class ClientLoad:
     :func:`~asyncfetch.policy.adaptive.client_is_bottleneck`): a timer every
     ``interval`` seconds reads the process's CPU time and how late the timer itself ran."""
 
-    __slots__ = ("_cpu", "_due", "_handle", "_interval", "_wall", "idle_enough")
+    __slots__ = (
+        "_cpu",
+        "_cpu_clock",
+        "_due",
+        "_handle",
+        "_interval",
+        "_wall",
+        "_wall_clock",
+        "idle_enough",
+    )
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        interval: float = 0.1,
+        *,
+        cpu_clock: Clock = time.process_time,
+        wall_clock: Clock = time.perf_counter,
+    ) -> None:
         self._interval = interval
+        # The process's CPU time and a monotonic wall clock (tests drive both by hand).
+        self._cpu_clock = cpu_clock
+        self._wall_clock = wall_clock
         self._handle: asyncio.TimerHandle | None = None
         self._cpu = 0.0
         self._wall = 0.0
@@ -363,7 +381,7 @@ class ClientLoad:
     def watch(self) -> None:
         """Start measuring (once, from inside the running loop)."""
         if self._handle is None:
-            self._cpu, self._wall = time.process_time(), time.perf_counter()
+            self._cpu, self._wall = self._cpu_clock(), self._wall_clock()
             self._schedule()
 
     def _schedule(self) -> None:
@@ -372,7 +390,7 @@ class ClientLoad:
         self._handle = loop.call_later(self._interval, self._tick)
 
     def _tick(self) -> None:
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, wall = self._cpu_clock(), self._wall_clock()
         late = max(0.0, wall - self._due)
         self.idle_enough = not client_is_bottleneck(cpu - self._cpu, wall - self._wall, late)
         self._cpu, self._wall = cpu, wall
