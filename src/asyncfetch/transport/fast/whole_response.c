@@ -1,4 +1,4 @@
-/* One-call parse of a whole, simple HTTP/1.x response: the fast transport's common case.
+/* One-call parse of a whole, simple HTTP/1.1 response: the fast transport's common case.
 
    llhttp (through httptools) reports a response as a callback per header field, each a
    call into Python with two new bytes objects; for a small response that was a tenth of
@@ -35,7 +35,6 @@ typedef struct {
 
 typedef struct {
     int status;
-    int http11;
     int has_length;
     long long length;
     int connection_close;
@@ -96,7 +95,6 @@ static Py_ssize_t status_line(const char *p, Py_ssize_t n, Head *head)
             return -1;
         }
     }
-    head->http11 = p[7] == '1';
     head->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     /* 1xx, 204 and 304 have no body and are rare: llhttp's. */
     if (head->status < 200 || head->status > 599 || head->status == 204 ||
@@ -315,9 +313,9 @@ static PyObject *pack(const Head *head, PyObject *fields, PyObject *encoding, Py
         return NULL;
     }
     PyTuple_SET_ITEM(result, 0, status);
-    /* The keep-alive rule of llhttp_should_keep_alive for a length-framed response. */
-    PyTuple_SET_ITEM(result, 1, PyBool_FromLong(head->http11 ? !head->connection_close
-                                                              : head->connection_keep_alive));
+    /* llhttp_should_keep_alive for a length-framed HTTP/1.1 response (the only version
+       taken here): kept alive unless it says close. */
+    PyTuple_SET_ITEM(result, 1, PyBool_FromLong(!head->connection_close));
     PyTuple_SET_ITEM(result, 2, fields);
     PyTuple_SET_ITEM(result, 3, encoding);
     PyTuple_SET_ITEM(result, 4, body);
@@ -369,13 +367,13 @@ static PyObject *whole_response(PyObject *module, PyObject *const *args, Py_ssiz
 
 static PyMethodDef methods[] = {
     {"whole_response", (PyCFunction)(void (*)(void))whole_response, METH_FASTCALL,
-     "Parse a complete, simple HTTP/1.x response in one pass; None for llhttp's cases."},
+     "Parse a complete, simple HTTP/1.1 response in one pass; None for llhttp's cases."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "asyncfetch.transport.fast.whole_response",
-    "One-pass parse of simple, complete HTTP/1.x responses (see whole_response.c).", -1,
+    "One-pass parse of simple, complete HTTP/1.1 responses (see whole_response.c).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
