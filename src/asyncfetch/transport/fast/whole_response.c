@@ -82,7 +82,7 @@ static int same_lower(const char *text, Py_ssize_t len, const char *lower)
     return 1;
 }
 
-/* "HTTP/1.x DDD reason\r\n": returns the offset after it, or -1 for llhttp to judge. */
+/* "HTTP/1.1 DDD reason\r\n": returns the offset after it, or -1 for llhttp to judge. */
 static Py_ssize_t status_line(const char *p, Py_ssize_t n, Head *head)
 {
     Py_ssize_t i;
