@@ -3,7 +3,10 @@
 Queries are parsed by dnslib; the server is an asyncio datagram endpoint, so hundreds of queries
 can wait out their delay at once (a thread per query would be the bottleneck measured).
 It counts the queries per name and type and the most it held at once, which is how the
-tests see whether the client resolves concurrently, and once per name.
+tests see whether the client resolves concurrently, and once per name. A query whose
+transaction id was already seen for that name and type is a retransmission (c-ares resends
+with the same id when an answer is late, and its timeout adapts to the server's latency, so
+a loaded machine sees some): it is answered and counted apart, not as a second lookup.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ class DnsServer:
     delay: float = 0.0
     ttl: int = 300
     queries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retransmissions: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
     port: int = 0
+    _ids_seen: set[tuple[str, str, int]] = field(default_factory=set)
 
     @property
     def address(self) -> str:
@@ -63,7 +68,12 @@ class DnsServer:
         query = DNSRecord.parse(data)
         name = str(query.q.qname).rstrip(".").lower()
         kind = QTYPE[query.q.qtype]
-        self.queries[(name, kind)] += 1
+        lookup = (name, kind, query.header.id)
+        if lookup in self._ids_seen:
+            self.retransmissions += 1
+        else:
+            self._ids_seen.add(lookup)
+            self.queries[(name, kind)] += 1
         v4, v6 = self.ipv4(name), self.ipv6(name)
         if v4 is None and v6 is None:
             return _reply(data, _NXDOMAIN, b"")
