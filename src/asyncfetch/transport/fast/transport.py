@@ -39,9 +39,8 @@ from ..tls import ALPN_H2, client_context
 from .budget import ConnectionBudget
 from .codec import ACCEPT_ENCODING
 from .connection import Connection, Outbox, StaleConnection
-from .http2 import H2Origin, NotH2, open_session, request_headers
+from .http2_origin import H2Origin, NotH2, request_headers
 from .pool import HostPool, open_connection
-from .proxied import open_proxied_connection
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -444,6 +443,8 @@ class FastTransport:
         return [field for field in defaults if field[0] not in given] + caller
 
     def _add_h2_origin(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> H2Origin:
+        from .http2 import open_session  # h2 is imported by runs that offer it only
+
         if self._h2_context is None:
             self._h2_context = client_context(self._options, ALPN_H2)
         connect = partial(open_session, loop, self.resolver, origin.host, origin.port)
@@ -561,6 +562,8 @@ class FastTransport:
                 open_connection, loop, self.resolver, origin.host, origin.port, ssl_context
             )
         else:
+            from .proxied import open_proxied_connection  # python-socks: proxied runs only
+
             user_agent = self._options.user_agent
             connect = partial(
                 open_proxied_connection,
