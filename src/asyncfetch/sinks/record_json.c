@@ -21,6 +21,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <string.h>
 
 typedef struct {
@@ -200,7 +201,13 @@ static int put_thousandths(Out *out, double number)
     double scaled = number * 1000.0;
     long long m;
     int frac, places = 3;
-    if (!(scaled > -1e15 && scaled < 1e15) || number == 0.0) {
+    if (number == 0.0) {
+        /* Most records' wait_ms: formatting it generally cost 500 instructions. */
+        return put(out, signbit(number) ? "-0.0" : "0.0", signbit(number) ? 4 : 3) < 0
+            ? FAILED
+            : WROTE;
+    }
+    if (!(scaled > -1e15 && scaled < 1e15)) {
         return DECLINED;
     }
     m = (long long)(scaled < 0 ? scaled - 0.5 : scaled + 0.5);
