@@ -125,6 +125,38 @@ async def test_idle_connections_beyond_the_cap_close_least_recently_used_first(
     assert observed.peak_open <= CAP
 
 
+async def test_the_order_stays_exact_and_its_bookkeeping_bounded_over_many_requests(
+    hosts: tuple[list[str], Observed],
+) -> None:
+    """The fast engine keeps its eviction order by lazy deletion (budget.py): a connection
+    reused for hundreds of requests must neither grow it nor lose its place."""
+    urls, observed = hosts
+    address = [url.split("/")[2].split(":")[0] for url in urls]
+    async with open_engine("fast", CAP, TransportOptions()) as transport:
+        assert isinstance(transport, FastTransport)
+
+        async def fetch(index: int) -> None:
+            request = Request.create(urls[index])
+            response = await transport.send(request, timeouts=Timeouts(), max_body=64)
+            assert response.status == 200
+
+        for _ in range(300):  # 900 requests, three hosts, one connection each reused
+            for index in range(CAP):
+                await fetch(index)
+        budget = transport.budget
+        assert budget is not None and budget.idle == CAP
+        assert budget.entries <= 2 * CAP + 65, budget.entries
+        for index in (2, 0, 1):  # host 2 is now the least recently used, host 1 the most
+            await fetch(index)
+        await fetch(3)  # a fourth host at the cap: room is made
+        await settle()
+        assert observed.closed_order == [address[2]]
+        assert observed.opened == Counter(address[:4])  # one connection each: all reused
+        await fetch(0)
+        await fetch(1)
+        assert observed.opened == Counter(address[:4])
+
+
 @pytest.fixture(scope="module")
 def other_process_hosts() -> Iterator[list[str]]:
     """Servers in another process (this one is about to run out of descriptors)."""

@@ -152,6 +152,7 @@ class Connection(asyncio.Protocol):
         "_unsent_body",
         "_unsent_head",
         "_until_close",
+        "budget_entries",
         "closed",
         "context",
         "headers_at",
@@ -193,6 +194,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.idle = False  # owned by the pool: True while in its idle list
         self.idle_since = 0.0
+        self.budget_entries = 0  # owned by the budget: its entries for this connection
         self.on_idle_lost: Callable[[Connection], None] | None = None  # set by the pool
         # Told when the socket is closed, so the connection budget counts descriptors.
         self.on_lost: Callable[[Connection], None] | None = None
