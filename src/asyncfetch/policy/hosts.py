@@ -31,10 +31,8 @@ def host_of(url: str) -> str:
     here already validated, and anything unusual falls back to urlsplit.
     """
     last = _last_host.entry
-    if last is not None and url.startswith(last[0]):
-        end = len(last[0])
-        if end == len(url) or url[end] in "/?#":
-            return last[1]
+    if last is not None and url.startswith(last[0]) and authority_ends_at(url, len(last[0])):
+        return last[1]
     scheme, sep, rest = url.partition("://")
     authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not sep or "@" in authority or "[" in authority:
@@ -45,3 +43,15 @@ def host_of(url: str) -> str:
     host = authority.rsplit(":", 1)[0].lower() if ":" in authority else authority.lower()
     _last_host.entry = (url[: len(scheme) + 3 + len(authority)], host)
     return host
+
+
+def authority_ends_at(url: str, index: int) -> bool:
+    """Whether ``url``'s authority may end at ``index``: its end, or "/", "?" or "#" there.
+
+    Three comparisons rather than ``in "/?#"``: one-character strings are shared objects,
+    so each is an identity check in compiled code, where ``in`` is a substring search.
+    """
+    if index == len(url):
+        return True
+    char = url[index]
+    return char == "/" or char == "?" or char == "#"

@@ -29,7 +29,7 @@ from ..._errors import (
 )
 from ..._models import Request, Response
 from ..._settings import Timeouts, TransportOptions
-from ...policy.hosts import host_of
+from ...policy.hosts import authority_ends_at, host_of
 from ..base import Exchange
 from ..descriptors import connection_cap, lookups_for
 from ..proxy import ProxyRules
@@ -107,7 +107,7 @@ def route(url: str) -> Route:
     parsed (through the caches); the target is cut out of the string directly.
     """
     last = _last_origin.entry
-    if last is not None and url.startswith(last[0]) and _authority_ends(url, len(last[0])):
+    if last is not None and url.startswith(last[0]) and authority_ends_at(url, len(last[0])):
         end = len(last[0])
         origin, authorization = last[1], last[2]
     else:
@@ -118,10 +118,6 @@ def route(url: str) -> Route:
     if target[:1] != "/" or "/." in target or not target.isascii() or " " in target:
         target = normalized_target(target)
     return Route(origin, target, authorization)
-
-
-def _authority_ends(url: str, index: int) -> bool:
-    return index == len(url) or url[index] in "/?#"
 
 
 def _parse_origin(url: str) -> tuple[int, Origin, str | None]:
@@ -245,6 +241,9 @@ class FastTransport:
         # server picked HTTP/1.1 by ALPN are remembered and take the HTTP/1.1 path.
         self._http2 = options.http_version == "2"
         self._h2_origins: dict[str, H2Origin] = {}
+        self._timeouts_seen: Timeouts | None = None  # start_now's, and its two fields
+        self._read_timeout: float | None = None
+        self._total_timeout: float | None = None
         self._h1_only: set[str] = set()
         self._h2_context: ssl.SSLContext | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -328,13 +327,18 @@ class FastTransport:
         if conn is None:
             return False
         conn.context = exchange
+        if timeouts is not self._timeouts_seen:
+            # Timeouts is an interpreted class: its fields are read once per object rather
+            # than twice per request (each read is a dictionary look-up in compiled code).
+            self._timeouts_seen = timeouts
+            self._read_timeout, self._total_timeout = timeouts.read, timeouts.total
         conn.start(
             head,
             request.body,
             is_head=request.method == "HEAD",
             max_body=max_body,
-            read_timeout=timeouts.read,
-            total_timeout=timeouts.total,
+            read_timeout=self._read_timeout,
+            total_timeout=self._total_timeout,
             on_done=self._landed,
         )
         return True
