@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from functools import partial
-from typing import Final
 
 from .._errors import OutputError
 from .._models import InvalidInput, Result
@@ -38,8 +36,6 @@ from .prefetch import Prefetch
 from .stats import StatsCollector
 
 log = logging.getLogger("asyncfetch")
-# Bound once: compiled, ``time.perf_counter`` is a module attribute lookup on every call.
-_perf_counter: Final = time.perf_counter
 
 
 class Dispatcher:
@@ -195,8 +191,8 @@ class Dispatcher:
                 if not waiting:
                     del self._parked[host]
                 # Parked, it waited for its host: that is its record's wait_ms, not part of
-                # its own time (its clock started when it parked).
-                waited = _perf_counter() - job.clock.started
+                # its own time (its clock started when it parked; try_hold set job.sent).
+                waited = job.sent - job.clock.started
                 executor.waits.per_host += waited
                 job.clock.wait_ms += waited * 1000
                 self._launch(job)

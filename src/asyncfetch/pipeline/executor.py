@@ -138,6 +138,12 @@ class RequestExecutor:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._follows = settings.transport.max_redirects > 0
+        # Read once: Settings is an interpreted class, and each attribute read from compiled
+        # code is a dictionary look-up (160 instructions, five of them per request).
+        self._timeouts = settings.timeouts
+        self._max_body = settings.body.max_body
+        self._retry_policy = settings.retry
+        self._body_policy = settings.body
         # The transport's fast path, used when a final outcome becomes a Result without
         # awaiting anything: no rate limit to wait for, no body to save.
         self._start_now: StartNow | None = None
@@ -172,19 +178,23 @@ class RequestExecutor:
         """Take ``job``'s host slot and a global slot now if both are free; never waits.
         Then :meth:`start` the job (which gives them back if it cannot)."""
         host = job.host
-        if not self._per_host.try_hold(host):
+        # One clock reading serves the host's limit and the attempt's start (job.sent): the
+        # attempt starts in this same loop turn.
+        now = _perf_counter()
+        if not self._per_host.try_hold_at(host, now):
             return False
         if self._global.try_acquire():
+            job.sent = now
             return True
         self._per_host.release(host)
         return False
 
-    def _release(self, job: Job, outcome: object = None, started: float = 0.0) -> None:
+    def _release(self, job: Job, outcome: Landing, started: float, ended: float) -> None:
         """Give back the slots :meth:`try_hold` took; ``outcome`` is what the attempt that
-        started at ``started`` (a ``perf_counter`` value) got, None if it never ran: the
-        host's adaptive limit learns from it."""
+        started at ``started`` and ended at ``ended`` (``perf_counter`` values) got, None
+        if it never ran: the host's adaptive limit learns from it."""
         self._global.release()
-        self._per_host.release(job.host, outcome, started)
+        self._per_host.release_at(job.host, outcome, started, ended)
 
     @property
     def hosts(self) -> PerHostLimiter:
@@ -201,21 +211,25 @@ class RequestExecutor:
         caller runs :meth:`complete` in a task.
         """
         start_now = self._start_now
-        if start_now is not None and job.delay == 0.0 and job.first is None:
-            settings = self._settings
-            job.sent = _perf_counter()
-            if start_now(job, settings.timeouts, settings.body.max_body):
-                return True
-        self._release(job)
+        if (
+            start_now is not None
+            and job.delay == 0.0
+            and job.first is None
+            and start_now(job, self._timeouts, self._max_body)
+        ):
+            return True
+        self._global.release()
+        self._per_host.release(job.host)
         return False
 
     def land(self, job: Job, outcome: Landing) -> Result | None:
         """An attempt begun by :meth:`start` ended: the Result, or None when more is to be
         done (a retry, a redirect to follow, a resend): run :meth:`complete` in a task."""
-        self._release(job, outcome, job.sent)
+        ended = _perf_counter()
+        self._release(job, outcome, job.sent, ended)
         if self._ends(job, outcome):
             assert outcome is not None  # _ends is False for a resend
-            return self._record(job, outcome)
+            return self._record(job, outcome, ended)
         return None
 
     # -- the task path ---------------------------------------------------------------------
@@ -285,7 +299,7 @@ class RequestExecutor:
         saved = None
         if self._save_body is not None and isinstance(outcome, Response):
             saved = await self._save_body(job.request, outcome)
-        return self._record(job, outcome, saved)
+        return self._record(job, outcome, _perf_counter(), saved)
 
     # -- the policies, once for both paths -------------------------------------------------
 
@@ -300,50 +314,55 @@ class RequestExecutor:
             job.first = outcome
             return False
         job.made += 1
-        policy = self._settings.retry
-        if isinstance(outcome, TransportError):
-            decision = decide_after_error(job.request, job.made, outcome, policy, self._rng)
-        else:
+        policy = self._retry_policy
+        # Response first: it is a compiled class, checked without TransportError's global
+        # look-up (a dictionary read per request).
+        if isinstance(outcome, Response):
             decision = decide_after_response(job.request, job.made, outcome, policy, self._rng)
+        else:
+            decision = decide_after_error(job.request, job.made, outcome, policy, self._rng)
         if decision.retry:
             job.delay = decision.delay
             return False
         return True
 
-    def _record(self, job: Job, outcome: Outcome, saved_path: str | None = None) -> Result:
-        """The record of a final outcome (the body saved at ``saved_path``, if any)."""
+    def _record(
+        self, job: Job, outcome: Outcome, ended: float, saved_path: str | None = None
+    ) -> Result:
+        """The record of a final outcome that came at ``ended`` (a ``perf_counter`` value),
+        its body saved at ``saved_path``, if any."""
         request, clock, attempts = job.request, job.clock, job.made
         wait_ms = clock.wait_ms
-        total_ms = _three_places((_perf_counter() - clock.started) * 1000 - wait_ms)
+        total_ms = _three_places((ended - clock.started) * 1000 - wait_ms)
         queued_ms = _three_places(clock.queued_ms)
         wait_ms = _three_places(wait_ms)
-        if isinstance(outcome, TransportError):
-            timings = Timings(queued_ms, None, None, total_ms, wait_ms)  # positional: cheaper
-            message = redact_text(outcome.message, _secrets_of(request))
-            return failure_result(
+        if isinstance(outcome, Response):  # first, as in _ends
+            connect_ms, ttfb_ms = outcome.connect_ms, outcome.ttfb_ms
+            timings = Timings(
+                queued_ms,
+                None if connect_ms is None else _three_places(connect_ms),
+                None if ttfb_ms is None else _three_places(ttfb_ms),
+                total_ms,
+                wait_ms,
+            )
+            return success_result(
                 request,
-                outcome.kind.value,
-                message,
+                outcome,
                 attempts=attempts,
                 timings=timings,
                 started_at=clock.started_at,
+                policy=self._body_policy,
+                saved_path=saved_path,
             )
-        connect_ms, ttfb_ms = outcome.connect_ms, outcome.ttfb_ms
-        timings = Timings(
-            queued_ms,
-            None if connect_ms is None else _three_places(connect_ms),
-            None if ttfb_ms is None else _three_places(ttfb_ms),
-            total_ms,
-            wait_ms,
-        )
-        return success_result(
+        timings = Timings(queued_ms, None, None, total_ms, wait_ms)  # positional: cheaper
+        message = redact_text(outcome.message, _secrets_of(request))
+        return failure_result(
             request,
-            outcome,
+            outcome.kind.value,
+            message,
             attempts=attempts,
             timings=timings,
             started_at=clock.started_at,
-            policy=self._settings.body,
-            saved_path=saved_path,
         )
 
 

@@ -232,7 +232,9 @@ class HostLimit:
         ``latency_is_the_hosts`` is false while the client itself is the bottleneck (its
         CPU busy, or its event loop late): latency then says nothing about the host."""
         signal = classify(outcome)
-        if isinstance(outcome, Response | TransportError):
+        # Only NEUTRAL needs the type check: every other signal came from a Response or a
+        # TransportError (and the check costs a global look-up per request when compiled).
+        if signal != NEUTRAL or isinstance(outcome, TransportError):
             self.requests += 1  # an attempt that reached the host, or tried to
         if signal == HEALTHY:
             self._healthy(now - started, started, now, latency_is_the_hosts)

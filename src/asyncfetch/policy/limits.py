@@ -187,9 +187,13 @@ class PerHostLimiter:
 
     def try_hold(self, host: str) -> bool:
         """Take a slot for ``host`` if one is free now (then :meth:`release` it); never waits."""
+        return self.try_hold_at(host, self._clock())
+
+    def try_hold_at(self, host: str, now: float) -> bool:
+        """:meth:`try_hold` at ``now``, a ``clock()`` reading the caller already has (one
+        clock call fewer per request on the fast path)."""
         self._client_load.watch()
         limit = self.table.get(host)
-        now = self._clock()
         if limit.can_start(now) and host not in self._waiters:
             limit.start(now)
             return True
@@ -200,10 +204,14 @@ class PerHostLimiter:
     def release(self, host: str, outcome: object = None, started: float = 0.0) -> None:
         """Give back a slot taken with :meth:`try_hold` or ``hold``; ``outcome`` is what
         the attempt that started at ``started`` got, None if it never ran."""
+        self.release_at(host, outcome, started, self._clock() if outcome is not None else 0.0)
+
+    def release_at(self, host: str, outcome: object, started: float, ended: float) -> None:
+        """:meth:`release` of an attempt that ended at ``ended`` (a ``clock()`` reading)."""
         limit = self.table.hosts[host]
         limit.finish()
         if outcome is not None:
-            self._learn(host, limit, outcome, started)
+            self._learn(host, limit, outcome, started, ended)
         self._hand_on(host, limit)
 
     def observe(self, host: str, outcome: object, started: float) -> None:
@@ -211,12 +219,13 @@ class PerHostLimiter:
         (a ``clock()`` value), its slot still held."""
         limit = self.table.hosts.get(host)
         if limit is not None:
-            self._learn(host, limit, outcome, started)
+            self._learn(host, limit, outcome, started, self._clock())
             self._hand_on(host, limit)
 
-    def _learn(self, host: str, limit: HostLimit, outcome: object, started: float) -> None:
+    def _learn(
+        self, host: str, limit: HostLimit, outcome: object, started: float, now: float
+    ) -> None:
         """Every attempt's outcome comes here, and only here."""
-        now = self._clock()
         limit.observe(outcome, started, now, self._client_load.idle_enough)
         if self._listeners and classify(outcome) == THROTTLED:
             for listener in self._listeners:
