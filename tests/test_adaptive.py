@@ -16,6 +16,8 @@ from asyncfetch.policy.adaptive import (
 )
 from asyncfetch.policy.limits import ClientLoad, LimitWaits, PerHostLimiter
 
+from .tasks import cancel_and_check, ended_cancelled
+
 
 def ok() -> Response:
     return Response(200, "http://h/", (), b"")
@@ -172,11 +174,13 @@ def test_reports_put_throttled_hosts_first() -> None:
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
 
@@ -373,8 +377,7 @@ async def test_a_waiter_cancelled_in_the_queue_is_skipped_and_the_next_one_serve
     cancelled = asyncio.create_task(attempt("cancelled"))
     last = asyncio.create_task(attempt("last"))
     await _settle()
-    cancelled.cancel()
-    await asyncio.gather(cancelled, return_exceptions=True)
+    await cancel_and_check(cancelled)  # it leaves the queue, and only by its cancellation
     leave.set()
     await asyncio.wait_for(asyncio.gather(first, last), 5)
     assert entered == ["first", "last"]
@@ -402,9 +405,7 @@ async def test_a_holder_cancelled_while_waiting_out_a_pause_gives_its_slot_back(
     waiting = asyncio.create_task(attempt())
     await _settle()
     assert waits == [5.0]  # it waits out the pause holding the host's one slot
-    waiting.cancel()
-    result = await asyncio.gather(waiting, return_exceptions=True)
-    assert isinstance(result[0], asyncio.CancelledError)
+    await cancel_and_check(waiting)
     assert limiter.table.hosts["h"].in_flight == 0
     clock.now += 5
     assert limiter.try_hold("h")
@@ -467,3 +468,130 @@ def test_limit_waits_start_at_zero_and_report_each_limit() -> None:
     assert waits.as_dict() == {"per_host": 0.0, "concurrency": 0.0, "rate": 0.0}
     waits.per_host, waits.concurrency, waits.rate = 1.5, 2.5, 3.5
     assert waits.as_dict() == {"per_host": 1.5, "concurrency": 2.5, "rate": 3.5}
+
+
+# -- the limiter's queue, pauses, rate and wake-ups at their edges -----------------------
+
+
+async def test_waiters_cancelled_as_the_queue_moves_end_by_their_cancellation_only() -> None:
+    limiter = PerHostLimiter(1, adapt=False)
+    entered: list[str] = []
+    leave = {name: asyncio.Event() for name in "bcde"}
+
+    async def attempt(name: str) -> None:
+        async with limiter.hold("h"):
+            entered.append(name)
+            await leave[name].wait()
+
+    assert limiter.try_hold("h")  # the holder, released by hand below
+    tasks = {name: asyncio.create_task(attempt(name)) for name in "bcde"}
+    await _settle()  # all four queue
+    tasks["b"].cancel()
+    limiter.release("h")  # in the same step: the queue drops b and hands the slot to c
+    tasks["c"].cancel()  # ...and c is cancelled before it runs: it passes the slot on
+    await ended_cancelled(tasks["b"])
+    await ended_cancelled(tasks["c"])
+    await _settle()
+    assert entered == ["d"]
+    leave["d"].set()
+    await _settle()
+    assert entered == ["d", "e"]
+    leave["e"].set()
+    await asyncio.wait_for(asyncio.gather(tasks["d"], tasks["e"]), 5)
+    assert limiter.table.hosts["h"].in_flight == 0
+    assert limiter.try_hold("h") and not limiter.try_hold("h")
+
+
+async def test_an_outcome_observed_with_callers_queued_leaves_them_queued() -> None:
+    limiter = PerHostLimiter(1, adapt=False)
+    assert limiter.try_hold("h")
+
+    async def attempt() -> None:
+        async with limiter.hold("h"):
+            pass
+
+    waiting = asyncio.create_task(attempt())
+    await _settle()
+    limiter.observe("h", ok(), limiter.now())  # the slot is still held: nobody enters
+    await _settle()
+    assert not waiting.done()
+    limiter.release("h")
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_without_adaptation_an_overloaded_host_keeps_the_users_concurrency() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(4, adapt=False, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        assert limiter.try_hold("h")
+        limiter.release("h", ConnectError("refused"), clock.now)
+    assert limiter.table.hosts["h"].concurrency == 4  # adapting, it would be 1
+
+
+async def test_rate_slots_are_waited_for_exactly_and_taken_again_after_a_pause() -> None:
+    clock = FakeClock()
+    limiter = PerHostLimiter(8, rate=1.0, adapt=False, clock=clock, sleep=clock.sleep)
+    async with limiter.hold("h"):
+        pass
+    assert clock.slept == []  # the first slot is free: no sleep at all
+    async with limiter.hold("h"):
+        pass
+    async with limiter.hold("h"):
+        limiter.observe("h", throttled(retry_after="5"), clock.now)
+    async with limiter.hold("h"):  # waits out the pause, then takes a rate slot
+        pass
+    async with limiter.hold("h"):  # so the next one waits a full interval after it
+        pass
+    assert clock.slept == [1.0, 1.0, 5.0, 1.0]
+
+
+async def test_each_pause_that_ends_wakes_the_caller_again() -> None:
+    limiter = PerHostLimiter(8, adapt=False)
+    woken = asyncio.Event()
+    limiter.add_ready_callback(woken.set)
+    removed: list[str] = []
+
+    def gone() -> None:
+        removed.append("called")
+
+    limiter.add_ready_callback(gone)
+    limiter.remove_ready_callback(gone)
+    limiter.remove_ready_callback(gone)  # not there any more: nothing to do
+    for _ in range(2):
+        woken.clear()
+        assert limiter.try_hold("h")
+        limiter.release("h", throttled(retry_after="1"), limiter.now())
+        assert not limiter.try_hold("h")  # refused: a wake-up is set for the pause's end
+        assert not limiter.try_hold("h")  # asked again: the same wake-up serves
+        await asyncio.wait_for(woken.wait(), 5)
+        assert limiter.try_hold("h")
+        limiter.release("h")
+    assert removed == []
+
+
+async def test_reports_name_the_ten_busiest_hosts_by_default() -> None:
+    limiter = PerHostLimiter(4)
+    for n in range(12):
+        assert limiter.try_hold(f"h{n}")
+        limiter.release(f"h{n}", ok(), limiter.now())
+    assert len(limiter.reports()) == 10
+    assert len(limiter.reports(top=12)) == 12
+
+
+async def test_latency_is_not_held_against_a_host_before_the_clients_load_is_known() -> None:
+    # The client's load is measured over its first interval (0.1 s); until then slow
+    # answers may be the client's own doing, and must not cut the host's concurrency.
+    clock = FakeClock()
+    limiter = PerHostLimiter(8, clock=clock, sleep=clock.sleep)
+
+    def attempt(latency: float) -> None:
+        assert limiter.try_hold("h")
+        started = clock.now
+        clock.now += latency
+        limiter.release("h", ok(), started)
+
+    for _ in range(20):
+        attempt(0.02)
+    for _ in range(10):
+        attempt(0.2)  # ten times the baseline: a cut, were the client known to be idle
+    assert limiter.table.hosts["h"].concurrency == 8

@@ -43,6 +43,7 @@ from asyncfetch.transport.redirects import next_request, send_following
 
 from .fake_clock import FakeClock
 from .recording_server import RecordingServer
+from .tasks import cancel_and_check, ended_cancelled
 
 # -- redaction -------------------------------------------------------------------------
 
@@ -383,8 +384,7 @@ async def test_a_slot_handed_to_a_task_cancelled_at_that_moment_is_passed_on() -
     second = asyncio.create_task(slots.acquire())
     await asyncio.sleep(0)  # both queue
     slots.release()  # the slot goes to `first`...
-    first.cancel()  # ...which is cancelled before it runs
-    await asyncio.gather(first, return_exceptions=True)
+    await cancel_and_check(first)  # ...which is cancelled before it runs
     await asyncio.wait_for(second, 1)  # the slot went on to the next waiter, not lost
     assert not slots.free
     slots.release()
@@ -396,11 +396,23 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     await slots.acquire()
     waiter = asyncio.create_task(slots.acquire())
     await asyncio.sleep(0)
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
+    await cancel_and_check(waiter)
     slots.release()
     assert slots.free  # the slot came back: nobody stale was queued for it
     assert slots.try_acquire() and not slots.try_acquire()
+
+
+async def test_a_waiter_cancelled_as_a_release_skips_it_ends_by_its_cancellation() -> None:
+    slots = Slots(1)
+    await slots.acquire()
+    cancelled = asyncio.create_task(slots.acquire())
+    served = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)  # both queue
+    cancelled.cancel()
+    slots.release()  # in the same step: the cancelled waiter is dropped, `served` served
+    await ended_cancelled(cancelled)
+    await asyncio.wait_for(served, 1)
+    assert not slots.free
 
 
 async def test_per_host_slots_are_released_when_a_holder_is_cancelled_while_waiting() -> None:
@@ -414,8 +426,7 @@ async def test_per_host_slots_are_released_when_a_holder_is_cancelled_while_wait
 
     waiting = asyncio.create_task(hold())
     await asyncio.sleep(0)
-    waiting.cancel()
-    await asyncio.gather(waiting, return_exceptions=True)
+    await cancel_and_check(waiting)
     limiter.release("a")
     # Nobody in flight or queued: the host's one slot is free again, not leaked to the
     # cancelled waiter, and taken once more it is full.

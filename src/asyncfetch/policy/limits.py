@@ -299,14 +299,14 @@ class PerHostLimiter:
         if limit.in_flight < limit.concurrency and host not in self._waiters:
             limit.in_flight += 1
         else:
-            await self._queue_for(host, limit)
+            await self._queue_for(host)
         try:
             await self._wait_turn(limit)
         except BaseException:
             self.release(host)
             raise
 
-    async def _queue_for(self, host: str, limit: HostLimit) -> None:
+    async def _queue_for(self, host: str) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(host, deque()).append(waiter)
         try:
