@@ -20,7 +20,14 @@ from asyncfetch.pipeline.stores import ChannelStore, SinkStore
 from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.resume.fingerprint import fingerprint_differences
-from asyncfetch.resume.journal import Journal, journal_path, read_state, transaction
+from asyncfetch.resume.journal import (
+    Journal,
+    connect,
+    journal_path,
+    read_state,
+    set_meta,
+    transaction,
+)
 from asyncfetch.resume.location import refuse_journaled_output
 from asyncfetch.resume.output import ResumableOutput
 from asyncfetch.sinks import open_sink
@@ -130,6 +137,60 @@ async def test_durable_transactions_sync_fully_then_go_back(tmp_path: Path) -> N
         )
     finally:
         await journal.aclose()
+
+
+async def test_a_run_starts_durably_and_commits_carry_their_meta(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.journal"
+    journal = await Journal.open(path)
+    try:
+        statements: list[str] = []
+        await journal.call(lambda db: db.set_trace_callback(statements.append))
+        await journal.start_run({"version": 1})
+        upper = [statement.upper() for statement in statements]
+        assert upper[:2] == ["PRAGMA SYNCHRONOUS=FULL", "BEGIN IMMEDIATE"]
+        await journal.commit([("a", True)], 10, meta={"stream:0": "5-0", "stream:1": "7-1"})
+        await journal.call(lambda db: db.set_trace_callback(None))
+        meta = await journal.call(
+            lambda db: db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'stream:%'"
+            ).fetchall()
+        )
+        assert sorted(meta) == [("stream:0", "5-0"), ("stream:1", "7-1")]
+        assert (await journal.state()).output_length == 10
+    finally:
+        await journal.aclose()
+
+
+def test_a_pending_rewrite_is_read_back_from_the_journal(tmp_path: Path) -> None:
+    connection = connect(tmp_path / "out.csv.journal")
+    try:
+        assert read_state(connection).pending_rewrite is None
+        set_meta(connection, "pending_rewrite", "out.csv.rewrite")
+        assert read_state(connection).pending_rewrite == "out.csv.rewrite"
+    finally:
+        connection.close()
+
+
+async def test_errors_name_the_journal_and_the_file_that_failed(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.journal"
+    journal = await Journal.open(path)
+
+    def missing(_connection: sqlite3.Connection) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "/gone/out.csv.rewrite")
+
+    try:
+        with pytest.raises(OutputError) as raised:
+            await journal.call(missing)
+        assert str(raised.value) == (
+            "cannot resume: No such file or directory: /gone/out.csv.rewrite"
+        )
+    finally:
+        await journal.aclose()
+    # Closed, the connection is gone: SQLite removed its write-ahead log on closing.
+    assert not Path(f"{path}-wal").exists()
+    with pytest.raises(OutputError) as raised:
+        await journal.state()
+    assert str(raised.value) == f"the resume journal {path} is closed"
 
 
 def test_journal_path() -> None:

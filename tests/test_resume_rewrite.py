@@ -8,6 +8,7 @@ own outputs back (``ResumableSink.read_back``) and stage the copies.
 from __future__ import annotations
 
 import io
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,52 @@ def test_rebuild_keeps_the_first_record_of_each_id(tmp_path: Path) -> None:
         connection.close()
     assert out.read_bytes() == COPY_HEADER + b"a,true,u1\r\nb,false,u2\r\n"
     assert not (tmp_path / "out.csv.rewrite").exists()
+
+
+def test_rebuild_goes_on_after_a_repeated_id(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    out.write_bytes(HEADER + b"a,true,u1\r\na,false,u2\r\nb,true,u3\r\n")
+    connection = connect(tmp_path / "out.csv.journal")
+    try:
+        assert rebuild(connection, _csv(out)) == 2
+        assert _done(connection) == [("a", 1, 0), ("b", 1, 0)]
+    finally:
+        connection.close()
+    assert out.read_bytes() == COPY_HEADER + b"a,true,u1\r\nb,true,u3\r\n"
+
+
+def _durable_commits(connection: sqlite3.Connection) -> list[str]:
+    """Trace the statements run on ``connection``; returns the list they go to."""
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    return statements
+
+
+def _full_syncs(statements: list[str]) -> int:
+    """Transactions begun under synchronous=FULL (SQL keywords in any case)."""
+    upper = [statement.upper() for statement in statements]
+    return sum(
+        1
+        for first, second in itertools.pairwise(upper)
+        if first == "PRAGMA SYNCHRONOUS=FULL" and second == "BEGIN IMMEDIATE"
+    )
+
+
+def test_rewrites_commit_durably_before_and_after_replacing_the_output(tmp_path: Path) -> None:
+    # The output file is replaced between two transactions; each must be synced fully
+    # (were either lost in a power cut, the journal and the file would disagree).
+    out = tmp_path / "out.csv"
+    out.write_bytes(HEADER + b"a,true,u1\r\nb,false,u2\r\n")
+    connection = connect(tmp_path / "out.csv.journal")
+    try:
+        statements = _durable_commits(connection)
+        rebuild(connection, _csv(out))
+        assert _full_syncs(statements) == 2
+        statements.clear()
+        drop_failed(connection, _csv(out))
+        assert _full_syncs(statements) == 2
+    finally:
+        connection.close()
 
 
 def test_drop_failed_removes_failed_records_and_forgets_them(tmp_path: Path) -> None:
