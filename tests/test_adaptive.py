@@ -16,6 +16,7 @@ from asyncfetch.policy.adaptive import (
 )
 from asyncfetch.policy.limits import ClientLoad, LimitWaits, PerHostLimiter
 
+from . import fake_clock
 from .tasks import cancel_and_check, ended_cancelled
 
 
@@ -171,17 +172,11 @@ def test_reports_put_throttled_hosts_first() -> None:
     assert reports[0].rate is not None
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
+class FakeClock(fake_clock.FakeClock):
+    """The shared fake clock, whose sleep also lets other tasks run (as a real one does)."""
 
     async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+        await super().sleep(seconds)
         await asyncio.sleep(0)
 
 

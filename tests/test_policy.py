@@ -377,14 +377,22 @@ def test_per_host_limit_must_be_positive() -> None:
     PerHostLimiter(1)
 
 
-async def test_a_slot_handed_to_a_task_cancelled_at_that_moment_is_passed_on() -> None:
+@pytest.mark.parametrize("cancelled_first", [False, True])
+async def test_a_waiter_cancelled_around_a_release_ends_cancelled_and_the_slot_goes_on(
+    cancelled_first: bool,
+) -> None:
     slots = Slots(1)
     await slots.acquire()
     first = asyncio.create_task(slots.acquire())
     second = asyncio.create_task(slots.acquire())
     await asyncio.sleep(0)  # both queue
-    slots.release()  # the slot goes to `first`...
-    await cancel_and_check(first)  # ...which is cancelled before it runs
+    if cancelled_first:
+        first.cancel()
+        slots.release()  # in the same step: the cancelled waiter is dropped
+    else:
+        slots.release()  # the slot goes to `first`...
+        first.cancel()  # ...which is cancelled before it runs, and passes it on
+    await ended_cancelled(first)
     await asyncio.wait_for(second, 1)  # the slot went on to the next waiter, not lost
     assert not slots.free
     slots.release()
@@ -400,19 +408,6 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     slots.release()
     assert slots.free  # the slot came back: nobody stale was queued for it
     assert slots.try_acquire() and not slots.try_acquire()
-
-
-async def test_a_waiter_cancelled_as_a_release_skips_it_ends_by_its_cancellation() -> None:
-    slots = Slots(1)
-    await slots.acquire()
-    cancelled = asyncio.create_task(slots.acquire())
-    served = asyncio.create_task(slots.acquire())
-    await asyncio.sleep(0)  # both queue
-    cancelled.cancel()
-    slots.release()  # in the same step: the cancelled waiter is dropped, `served` served
-    await ended_cancelled(cancelled)
-    await asyncio.wait_for(served, 1)
-    assert not slots.free
 
 
 async def test_per_host_slots_are_released_when_a_holder_is_cancelled_while_waiting() -> None:
