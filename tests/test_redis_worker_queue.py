@@ -177,9 +177,9 @@ async def test_a_worker_holds_one_suspect_at_a_time(
     keys = JobKeys("suspects")
     await _job(client, keys, 2)
     first, second = await _abandon(client, keys, 2, deliveries=2)  # each a suspect now
-    # A lease long enough that the worker never reclaims its own suspect, however slow the
-    # machine; the suspect given back is taken at the next reclaim (10 s at most).
-    queue = RedisWorkQueue(client, keys, _options("w1", lease_s=60.0, max_deliveries=9))
+    # A lease long enough that no renewal interval (a quarter of it) passes in the test:
+    # the suspect given back must be reclaimed because the held one was committed.
+    queue = RedisWorkQueue(client, keys, _options("w1", lease_s=3600.0, max_deliveries=9))
     workers.append(queue)
     held = await asyncio.wait_for(queue.get(), 10)
     assert held is not None and (held.token, held.deliveries) == (first, 3)
@@ -188,6 +188,7 @@ async def test_a_worker_holds_one_suspect_at_a_time(
     assert pending[second] == ("w1", 2)
     await _commit(client, keys, queue, held)  # the suspect is done: the next may come
     following = await asyncio.wait_for(queue.get(), 30)
+    assert queue.reclaimed == 3  # the two from the dead worker, then the one given back
     assert following is not None and (following.token, following.deliveries) == (second, 3)
     await _commit(client, keys, queue, following)
     assert await asyncio.wait_for(queue.get(), 10) is None

@@ -140,6 +140,7 @@ class RedisWorkQueue:
         self._reader_done = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
+        self._suspects_given_back = False
         self._claim_cursor = "0-0"
         self._next_reclaim = 0.0
         self._dead_letter = client.register_script(_DEAD_LETTER)
@@ -320,6 +321,7 @@ class RedisWorkQueue:
             if count >= SUSPECT_FROM:
                 if self._suspect is not None:
                     give_back.append((token, count - 1))
+                    self._suspects_given_back = True
                     continue
                 self._suspect = token
             work.append(WorkItem(item, enqueued_at=now, token=token, deliveries=count))
@@ -332,6 +334,11 @@ class RedisWorkQueue:
         self.leases.release(tokens)
         if self._suspect in tokens:
             self._suspect = None
+            if self._suspects_given_back:
+                # The suspects given back wait for a reclaim: look at the next read
+                # rather than after a renewal interval (a quarter of the lease).
+                self._suspects_given_back = False
+                self._next_reclaim = 0.0
 
     async def _deliveries(self, entry_ids: list[bytes]) -> dict[str, int]:
         """How often each entry has been delivered (XPENDING; XREADGROUP does not say)."""
