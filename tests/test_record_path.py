@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asyncfetch._models import (
+    BODY_KEYS,
     BodyField,
     ErrorInfo,
     InvalidInput,
@@ -48,7 +49,8 @@ from asyncfetch.policy.records import (
 from asyncfetch.policy.redact import redact_headers, redact_url
 from asyncfetch.sinks import CsvSink, JsonlSink
 from asyncfetch.sinks._files import FileWriter
-from asyncfetch.sinks._records import dumps, flat_columns, flat_row
+from asyncfetch.sinks._records import COLUMNS as FLAT_COLUMNS
+from asyncfetch.sinks._records import dumps, flat_columns, flat_row, flatten
 from asyncfetch.sinks.sqlite import COLUMNS
 from asyncfetch.sinks.sqlite import _row as sqlite_row
 
@@ -638,6 +640,9 @@ def test_flat_and_sqlite_rows_equal_the_earlier_ones(result: Result) -> None:
         assert len(flat) == len(flat_columns(include_headers=include_headers))
         # repr: NaN is not equal to itself, and 0.0 == -0.0 would hide a sign.
         assert repr(flat) == repr(legacy_flat(record, include_headers=include_headers))
+        # The fast row is the column table applied to the record.
+        unfolded = flatten(result.to_record(), include_headers=include_headers)
+        assert repr(flat) == repr(list(unfolded.values()))
     expected = (*legacy_flat(record, include_headers=True), legacy_dumps(record).decode())
     row = sqlite_row(result)
     assert len(row) == len(COLUMNS)
@@ -764,3 +769,37 @@ async def test_small_flush_after_a_cancelled_one_keeps_order(tmp_path: Path) -> 
         assert sink.position == target.stat().st_size
     finally:
         await sink.aclose()
+
+
+@pytest.mark.parametrize("body_key", BODY_KEYS)
+def test_every_value_of_a_record_has_one_flat_column(body_key: str) -> None:
+    """A field added to ``to_record`` without a column in ``sinks/_records.COLUMNS``
+    (or a column that reads nothing) fails here."""
+    result = Result(
+        id="r1",
+        line=3,
+        method="GET",
+        url="http://127.0.0.1/a",
+        final_url="http://127.0.0.1/b",
+        status=200,
+        error=ErrorInfo("read", "reset"),
+        attempts=2,
+        timings=Timings(queued_ms=1.0, connect_ms=2.0, ttfb_ms=3.0, total_ms=4.0, wait_ms=5.0),
+        bytes=10,
+        sha256="ab" * 32,
+        content_type="text/plain",
+        started_at=STARTED_AT,
+        headers=(("server", "x"),),
+        body=BodyField(body_key, "kept"),
+        meta={"tag": 1},
+        protocol="HTTP/1.1",
+    )
+    json_columns = {column.path for column in FLAT_COLUMNS if column.as_json}
+    leaves = set()
+    for key, value in result.to_record().items():
+        if isinstance(value, dict) and (key,) not in json_columns:
+            leaves |= {(key, inner) for inner in value}
+        else:
+            leaves.add((key,))
+    other_bodies = {(key,) for key in BODY_KEYS if key != body_key}
+    assert leaves == {column.path for column in FLAT_COLUMNS} - other_bodies

@@ -222,9 +222,13 @@ class ErrorInfo:
         self.message = message
 
 
+# The record's keys for a kept body: its text, its bytes in base64, or the file it went to.
+BODY_KEYS = ("body", "body_b64", "path")
+
+
 @dataclass(slots=True, unsafe_hash=True, init=False)
 class BodyField:
-    """How the body appears in the record: key is ``body``, ``body_b64`` or ``path``."""
+    """How the body appears in the record: key is one of :data:`BODY_KEYS`."""
 
     key: str
     value: str
@@ -380,6 +384,39 @@ class Result:
         record["started_at"] = self.started_at
         return record
 
+    @staticmethod
+    def from_record(record: dict[str, Any]) -> Result:
+        """The Result a record describes; the inverse of :meth:`to_record` (``ok`` is
+        derived, so it is not read; keys of a later version are ignored)."""
+        error = record.get("error")
+        timings = record.get("timings") or {}
+        headers = record.get("headers")
+        return Result(
+            id=record["id"],
+            line=record.get("line"),
+            method=record.get("method", ""),
+            url=record.get("url", ""),
+            final_url=record.get("final_url"),
+            status=record.get("status"),
+            error=None if error is None else ErrorInfo(error["kind"], error["message"]),
+            attempts=record.get("attempts", 0),
+            timings=Timings(
+                queued_ms=timings.get("queued_ms", 0.0),
+                connect_ms=timings.get("connect_ms"),
+                ttfb_ms=timings.get("ttfb_ms"),
+                total_ms=timings.get("total_ms", 0.0),
+                wait_ms=timings.get("wait_ms", 0.0),
+            ),
+            bytes=record.get("bytes", 0),
+            sha256=record.get("sha256"),
+            content_type=record.get("content_type"),
+            started_at=record.get("started_at", ""),
+            headers=None if headers is None else tuple(headers.items()),
+            body=next((BodyField(key, record[key]) for key in BODY_KEYS if key in record), None),
+            meta=record.get("meta"),
+            protocol=record.get("protocol"),
+        )
+
 
 def _charset(content_type: str | None) -> str:
     """The charset parameter of a Content-Type, if Python knows it; else UTF-8."""
@@ -394,30 +431,6 @@ def _charset(content_type: str | None) -> str:
             except LookupError:
                 break
     return "utf-8"
-
-
-RECORD_FIELDS = (
-    "id",
-    "line",
-    "method",
-    "url",
-    "final_url",
-    "status",
-    "ok",
-    "error",
-    "attempts",
-    "timings",
-    "bytes",
-    "sha256",
-    "content_type",
-    "protocol",
-    "headers",
-    "body",
-    "body_b64",
-    "path",
-    "meta",
-    "started_at",
-)
 
 
 @dataclass(frozen=True, slots=True)

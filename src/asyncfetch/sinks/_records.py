@@ -7,38 +7,65 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from .._models import Result, header_record
+from .._models import BODY_KEYS, Result, header_record
 from .._optional_c import optional_c_function
 
 FlatValue = str | int | float | None
 
-_LEADING_COLUMNS = (
-    "id",
-    "line",
-    "method",
-    "url",
-    "final_url",
-    "status",
-    "ok",
-    "error_kind",
-    "error_message",
-    "attempts",
-    "queued_ms",
-    "connect_ms",
-    "ttfb_ms",
-    "total_ms",
-    "bytes",
-    "sha256",
-    "content_type",
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One flat column (CSV, SQLite) and where its value sits in the record.
+
+    ``path`` is the keys from the record down to the value (``("timings", "total_ms")``);
+    an ``as_json`` column holds a nested value as a JSON string.
+    """
+
+    name: str
+    path: tuple[str, ...]
+    sql_type: str = "TEXT"
+    as_json: bool = False
+    default: FlatValue = None
+
+
+def _at(name: str, sql_type: str = "TEXT", *, as_json: bool = False) -> Column:
+    return Column(name, (name,), sql_type, as_json)
+
+
+# The one list of the flat columns, in their order. wait_ms and protocol came after the
+# others: last, so the columns of earlier versions keep their places (and a CSV file of
+# an earlier version can still be appended to). ``headers`` is present only when asked.
+COLUMNS: tuple[Column, ...] = (
+    _at("id"),
+    _at("line", "INTEGER"),
+    _at("method"),
+    _at("url"),
+    _at("final_url"),
+    _at("status", "INTEGER"),
+    _at("ok", "INTEGER"),
+    Column("error_kind", ("error", "kind")),
+    Column("error_message", ("error", "message")),
+    _at("attempts", "INTEGER"),
+    Column("queued_ms", ("timings", "queued_ms"), "REAL"),
+    Column("connect_ms", ("timings", "connect_ms"), "REAL"),
+    Column("ttfb_ms", ("timings", "ttfb_ms"), "REAL"),
+    Column("total_ms", ("timings", "total_ms"), "REAL"),
+    _at("bytes", "INTEGER"),
+    _at("sha256"),
+    _at("content_type"),
+    _at("headers", as_json=True),
+    *(_at(key) for key in BODY_KEYS),
+    _at("meta", as_json=True),
+    _at("started_at"),
+    # A record of a version before wait_ms waited for nothing.
+    Column("wait_ms", ("timings", "wait_ms"), "REAL", default=0.0),
+    _at("protocol"),
 )
-# wait_ms and protocol came after the others: last, so the columns of earlier versions
-# keep their places (and a CSV file of an earlier version can still be appended to).
-_TRAILING_COLUMNS = ("body", "body_b64", "path", "meta", "started_at", "wait_ms", "protocol")
-_BODY_KEYS = ("body", "body_b64", "path")
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 _NEWLINE_OPTION = orjson.OPT_APPEND_NEWLINE
 _orjson_dumps = orjson.dumps
@@ -52,8 +79,14 @@ _APPEND_RECORD: Final[Callable[..., bool] | None] = optional_c_function(
 
 def flat_columns(*, include_headers: bool) -> tuple[str, ...]:
     """The flat column names, in order; ``headers`` (a JSON string) only when asked."""
-    middle = ("headers",) if include_headers else ()
-    return _LEADING_COLUMNS + middle + _TRAILING_COLUMNS
+    return tuple(column.name for column in _columns(include_headers))
+
+
+def _columns(include_headers: bool) -> tuple[Column, ...]:
+    return COLUMNS if include_headers else _COLUMNS_WITHOUT_HEADERS
+
+
+_COLUMNS_WITHOUT_HEADERS = tuple(column for column in COLUMNS if column.name != "headers")
 
 
 def _json_default(value: object) -> object:
@@ -169,28 +202,18 @@ def _json_or_none(value: Any) -> str | None:
 
 def flatten(record: dict[str, Any], *, include_headers: bool) -> dict[str, FlatValue]:
     """The record as one flat row keyed by :func:`flat_columns` (nested parts unfolded)."""
-    error = record.get("error") or {}
-    timings = record.get("timings") or {}
-    row: dict[str, FlatValue] = {
-        name: record.get(name) for name in ("id", "line", "method", "url", "final_url", "status")
-    }
-    row["ok"] = bool(record.get("ok"))
-    row["error_kind"] = error.get("kind")
-    row["error_message"] = error.get("message")
-    row["attempts"] = record.get("attempts")
-    for name in ("queued_ms", "connect_ms", "ttfb_ms", "total_ms"):
-        row[name] = timings.get(name)
-    for name in ("bytes", "sha256", "content_type"):
-        row[name] = record.get(name)
-    if include_headers:
-        row["headers"] = _json_or_none(record.get("headers"))
-    for name in ("body", "body_b64", "path"):
-        row[name] = record.get(name)
-    row["meta"] = _json_or_none(record.get("meta"))
-    row["started_at"] = record.get("started_at")
-    row["wait_ms"] = timings.get("wait_ms", 0.0)
-    row["protocol"] = record.get("protocol")
-    return row
+    return {column.name: _flat_value(record, column) for column in _columns(include_headers)}
+
+
+def _flat_value(record: dict[str, Any], column: Column) -> FlatValue:
+    value: Any = record
+    for key in column.path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if column.as_json:
+        return _json_or_none(value)
+    if column.name == "ok":
+        return bool(value)
+    return column.default if value is None else value
 
 
 def flat_row(result: Result, *, include_headers: bool) -> list[FlatValue]:
@@ -201,7 +224,7 @@ def flat_row(result: Result, *, include_headers: bool) -> list[FlatValue]:
     """
     body = result.body
     body_key = None if body is None else body.key
-    if body is not None and body_key not in _BODY_KEYS:
+    if body is not None and body_key not in BODY_KEYS:
         # Not a key of schema v1 (never built by asyncfetch): to_record decides.
         return list(flatten(result.to_record(), include_headers=include_headers).values())
     body_value = None if body is None else body.value

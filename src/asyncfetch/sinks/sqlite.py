@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from .._errors import OutputError
 from .._models import Result
+from ._records import COLUMNS as RECORD_COLUMNS
 from ._records import FlatValue, dumps, flat_columns, flat_row
 from .base import KeepRecords, SavedRecord, StagedRewrite
 
@@ -37,18 +38,7 @@ T = TypeVar("T")
 
 DEFAULT_BATCH_ROWS = 1000
 COLUMNS = (*flat_columns(include_headers=True), "record")
-_TYPES = {
-    "line": "INTEGER",
-    "status": "INTEGER",
-    "ok": "INTEGER",
-    "attempts": "INTEGER",
-    "queued_ms": "REAL",
-    "connect_ms": "REAL",
-    "ttfb_ms": "REAL",
-    "total_ms": "REAL",
-    "wait_ms": "REAL",
-    "bytes": "INTEGER",
-}
+_TYPES = {column.name: column.sql_type for column in RECORD_COLUMNS}
 _CREATE = "CREATE TABLE IF NOT EXISTS results ({})".format(
     ", ".join(
         "id TEXT PRIMARY KEY" if name == "id" else f"{name} {_TYPES.get(name, 'TEXT')}"

@@ -12,11 +12,9 @@ from typing import Any
 
 import orjson
 
-from ..._models import BodyField, ErrorInfo, InvalidInput, Request, Result, Timings
+from ..._models import InvalidInput, Request, Result, Timings
 from ...policy.records import failure_result, invalid_input_result, utc_now_iso
 from ...policy.redact import redact_url
-
-_BODY_KEYS = ("body", "body_b64", "path")
 
 
 def encode_request(item: Request | InvalidInput) -> bytes:
@@ -74,43 +72,8 @@ def encode_result(result: Result) -> bytes:
 
 
 def decode_result(payload: bytes) -> Result:
-    """A Result rebuilt from its schema-v1 record (``ok`` is derived, so it is not read)."""
-    record = orjson.loads(payload)
-    error = record.get("error")
-    timings = record.get("timings") or {}
-    headers = record.get("headers")
-    return Result(
-        id=record["id"],
-        line=record.get("line"),
-        method=record.get("method", ""),
-        url=record.get("url", ""),
-        final_url=record.get("final_url"),
-        status=record.get("status"),
-        error=None if error is None else ErrorInfo(error["kind"], error["message"]),
-        attempts=record.get("attempts", 0),
-        timings=Timings(
-            queued_ms=timings.get("queued_ms", 0.0),
-            connect_ms=timings.get("connect_ms"),
-            ttfb_ms=timings.get("ttfb_ms"),
-            total_ms=timings.get("total_ms", 0.0),
-            wait_ms=timings.get("wait_ms", 0.0),
-        ),
-        bytes=record.get("bytes", 0),
-        sha256=record.get("sha256"),
-        content_type=record.get("content_type"),
-        started_at=record.get("started_at", ""),
-        headers=None if headers is None else tuple(headers.items()),
-        body=_body_field(record),
-        meta=record.get("meta"),
-        protocol=record.get("protocol"),
-    )
-
-
-def _body_field(record: dict[str, Any]) -> BodyField | None:
-    for key in _BODY_KEYS:
-        if key in record:
-            return BodyField(key, record[key])
-    return None
+    """A Result rebuilt from its schema-v1 record."""
+    return Result.from_record(orjson.loads(payload))
 
 
 def dead_letter_record(
