@@ -9,13 +9,15 @@ checked against what Redis then holds (XPENDING, the dead-letter stream, the cou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from asyncfetch._errors import QueueError
 from asyncfetch._models import Request, Result, Timings
 from asyncfetch.policy.records import failure_result, invalid_input_result
 from asyncfetch.queues.base import WorkItem
@@ -25,6 +27,7 @@ from asyncfetch.queues.redis.worker_queue import (
     RedisResultStore,
     RedisWorkQueue,
     WorkerOptions,
+    _chunks,
 )
 
 from .redis_server import running_redis
@@ -213,3 +216,404 @@ async def test_a_malformed_entry_becomes_an_invalid_input_item(
     await store.commit([(item, invalid_input_result(item.request))])  # type: ignore[arg-type]
     assert await asyncio.wait_for(queue.get(), 10) is None  # still owed one record: done
     await queue.aclose()
+
+
+# -- what a worker asks of Redis, and what it leaves there ------------------------------
+
+
+async def _calls(client: aioredis.Redis, command: str) -> int:
+    """How often the server has run ``command`` (scripts' calls included)."""
+    stats = await client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait until ``check`` holds, looking every 10 ms; fail after 20 s."""
+    for _ in range(2000):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _drain(
+    client: aioredis.Redis, keys: JobKeys, queue: RedisWorkQueue, count: int
+) -> list[WorkItem]:
+    """Take ``count`` items, committing each, then check the worker ends."""
+    items = []
+    for _ in range(count):
+        item = await asyncio.wait_for(queue.get(), 10)
+        assert item is not None
+        await _commit(client, keys, queue, item)
+        items.append(item)
+    assert await asyncio.wait_for(queue.get(), 10) is None
+    return items
+
+
+async def test_a_worker_reads_ahead_only_as_far_as_its_prefetch(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("prefetch")
+    await _job(client, keys, 60)
+    await _abandon(client, keys, 20, deliveries=1)  # 20 to reclaim, 40 never delivered
+    queue = RedisWorkQueue(client, keys, _options("w1", prefetch=4))
+    workers.append(queue)
+    assert await asyncio.wait_for(queue.get(), 10) is not None
+    held = [consumer for consumer, _count in (await _pending(client, keys)).values()]
+    # Read in batches of half the prefetch (2): a full buffer (4), the item taken and a
+    # batch on its way at most; not all 60 at once.
+    assert 1 <= held.count("w1") <= 8
+    assert held.count("dead") >= 20 - 8
+
+
+async def test_a_worker_takes_its_own_pending_entries_over_several_reads(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("own")
+    await _job(client, keys, 7)
+    reply = await client.xreadgroup(GROUP, "w1", {keys.requests: ">"}, count=7)
+    held = [entry_id.decode() for entry_id, _fields in reply[0][1]]
+    queue = RedisWorkQueue(client, keys, _options("w1", prefetch=6))  # 3 a read
+    workers.append(queue)
+    items = await _drain(client, keys, queue, 7)
+    assert [item.token for item in items] == held  # each once, in order
+    assert [item.deliveries for item in items] == [2] * 7
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def test_fresh_entries_cost_no_delivery_count_query(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("fresh")
+    await _job(client, keys, 5)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    items = await _drain(client, keys, queue, 5)
+    assert [item.deliveries for item in items] == [1] * 5
+    assert await _calls(client, "xpending") == 0  # never delivered before: nothing to ask
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def test_an_idle_worker_waits_inside_redis_and_reclaims_once_a_renewal(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("idle")
+    await _job(client, keys, 0)
+    queue = RedisWorkQueue(client, keys, _options("w1", follow=True))
+    workers.append(queue)
+    waiter = asyncio.create_task(queue.get())
+
+    async def blocked_in_a_read() -> bool:
+        clients = await client.client_list()
+        return any(c["cmd"] == "xreadgroup" and "b" in c["flags"] for c in clients)
+
+    await _eventually(blocked_in_a_read, "the worker blocked in XREADGROUP")
+    await _eventually(lambda: _calls_at_least(client, "xreadgroup", 6), "six reads of new entries")
+    # Looking for abandoned entries once per renewal interval (15 min here), not per read.
+    assert await _calls(client, "xautoclaim") == 1
+    queue.stop()
+    assert await asyncio.wait_for(waiter, 10) is None
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def _calls_at_least(client: aioredis.Redis, command: str, count: int) -> bool:
+    return await _calls(client, command) >= count
+
+
+async def test_a_following_worker_goes_on_after_the_job_completes(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("follow")
+    await _job(client, keys, 1)
+    queue = RedisWorkQueue(client, keys, _options("w1", follow=True))
+    workers.append(queue)
+    first = await asyncio.wait_for(queue.get(), 10)
+    assert first is not None
+    await _commit(client, keys, queue, first)
+    later = Request.create("http://127.0.0.1/later")
+    await add_requests(client, keys, [encode_request(later)])
+    second = await asyncio.wait_for(queue.get(), 10)
+    assert second is not None and second.request == later
+    queue.stop()
+    await queue.aclose()
+
+
+async def test_abandoned_entries_are_reclaimed_batch_after_batch(
+    client: aioredis.Redis, workers: list[RedisWorkQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = JobKeys("batches")
+    await _job(client, keys, 10)
+    tokens = await _abandon(client, keys, 10, deliveries=1)
+    caplog.set_level(logging.INFO, logger="asyncfetch")
+    queue = RedisWorkQueue(client, keys, _options("w1", prefetch=2))  # 1 a claim
+    workers.append(queue)
+    items = await _drain(client, keys, queue, 10)
+    assert sorted(item.token for item in items) == sorted(tokens)  # type: ignore[type-var]
+    assert [item.deliveries for item in items] == [2] * 10
+    assert queue.reclaimed == 10
+    assert caplog.messages.count("reclaimed 1 requests whose lease ran out") == 10
+    # While more may be claimable, the next claim follows at once: one read between two.
+    assert await _calls(client, "xreadgroup") <= await _calls(client, "xautoclaim") + 2
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def test_an_entry_deleted_from_the_stream_is_not_counted_as_reclaimed(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("deleted")
+    await _job(client, keys, 2)
+    first, second = await _abandon(client, keys, 2, deliveries=1)
+    await client.xdel(keys.requests, first)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    item = await asyncio.wait_for(queue.get(), 10)
+    assert item is not None and item.token == second
+    assert queue.reclaimed == 1
+    queue.stop()
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def test_a_live_worker_renews_the_lease_of_what_it_holds(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("renew")
+    await _job(client, keys, 1)
+    queue = RedisWorkQueue(client, keys, _options("w1", lease_s=0.4))
+    workers.append(queue)
+    item = await asyncio.wait_for(queue.get(), 10)
+    assert item is not None
+    # The heartbeat is a task of its own, found by name in a task dump.
+    assert "asyncfetch-leases" in {task.get_name() for task in asyncio.all_tasks()}
+
+    async def renewed_thrice() -> bool:
+        return queue.leases.renewals >= 3
+
+    await _eventually(renewed_thrice, "three renewals")
+    # Longer than the lease since it was read, yet no other worker may claim it.
+    claimed = await client.xautoclaim(keys.requests, GROUP, "w2", min_idle_time=400)
+    assert claimed[1] == []
+    assert (await _pending(client, keys))[item.token] == ("w1", 1)  # type: ignore[index]
+    await _commit(client, keys, queue, item)
+    assert await asyncio.wait_for(queue.get(), 10) is None
+    await queue.aclose()
+
+
+async def test_a_stopped_worker_hands_out_nothing_and_gives_back_what_it_read_ahead(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("stop")
+    await _job(client, keys, 6)
+    queue = RedisWorkQueue(client, keys, _options("w1", prefetch=8))
+    workers.append(queue)
+    started = await asyncio.wait_for(queue.get(), 10)
+    assert started is not None
+    queue.stop()
+    assert await asyncio.wait_for(queue.get(), 10) is None
+    await queue.aclose()
+    assert queue.feeder_error() is None
+    pending = await _pending(client, keys)
+    # The one started keeps its delivery; those read ahead go back as never delivered.
+    assert pending.pop(started.token) == ("w1", 1)  # type: ignore[arg-type]
+    assert sorted(pending.values()) == [("w1", 0)] * 5
+    rows = await client.xpending_range(keys.requests, GROUP, "-", "+", 10)
+    assert all(row["time_since_delivered"] > LONG_IDLE_MS for row in rows)  # claimable
+
+
+async def test_closing_a_worker_that_never_read_leaves_redis_as_it_was(
+    client: aioredis.Redis,
+) -> None:
+    keys = JobKeys("unread")
+    await _job(client, keys, 2)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    await asyncio.wait_for(queue.aclose(), 10)
+    assert await _pending(client, keys) == {}
+    assert await client.xinfo_consumers(keys.requests, GROUP) == []
+
+
+async def test_a_worker_that_cannot_give_back_says_so_and_loses_nothing(
+    client: aioredis.Redis, workers: list[RedisWorkQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = JobKeys("cannot")
+    await _job(client, keys, 3)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    assert await asyncio.wait_for(queue.get(), 10) is not None
+    await client.execute_command("ACL", "SETUSER", "default", "-xpending")
+    try:
+        await queue.aclose()
+    finally:
+        await client.execute_command("ACL", "SETUSER", "default", "+xpending")
+    [warning] = [m for m in caplog.messages if m.startswith("could not give back")]
+    assert warning.startswith("could not give back unstarted requests (")
+    assert "xpending" in warning and warning.endswith("); others will")
+    assert sorted(await _pending(client, keys)) == sorted(
+        entry_id.decode() for entry_id, _fields in await client.xrange(keys.requests)
+    )
+
+
+async def _feeder_error(queue: RedisWorkQueue) -> str:
+    assert await asyncio.wait_for(queue.get(), 10) is None
+    error = queue.feeder_error()
+    assert isinstance(error, QueueError)
+    return str(error)
+
+
+async def test_a_redis_error_says_which_step_of_the_worker_met_it(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("steps")
+    await _job(client, keys, 1)
+    await client.xgroup_destroy(keys.requests, GROUP)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    assert (await _feeder_error(queue)).startswith("Redis error while reading requests: ")
+
+    keys = JobKeys("steps-claim")
+    await _job(client, keys, 1)
+    await client.execute_command("ACL", "SETUSER", "default", "-xautoclaim")
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    try:
+        message = await _feeder_error(queue)
+    finally:
+        await client.execute_command("ACL", "SETUSER", "default", "+xautoclaim")
+    assert message.startswith("Redis error while reclaiming requests: ")
+
+    keys = JobKeys("steps-job")
+    await _job(client, keys, 0)
+    await client.delete(keys.meta)
+    await client.set(keys.meta, "not a hash")
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    assert (await _feeder_error(queue)).startswith("Redis error while reading job: WRONGTYPE")
+
+    keys = JobKeys("steps-dead")
+    await _job(client, keys, 1)
+    await _abandon(client, keys, 1, deliveries=3)
+    await client.set(keys.dead, "not a stream")
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=2))
+    workers.append(queue)
+    message = await _feeder_error(queue)
+    assert message.startswith("Redis error while dead-lettering a request: ")
+
+
+async def test_a_commit_that_redis_refuses_says_so(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("refused")
+    await _job(client, keys, 1)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    item = await asyncio.wait_for(queue.get(), 10)
+    assert item is not None
+    await client.set(keys.results, "not a stream")
+    with pytest.raises(QueueError) as raised:
+        await _commit(client, keys, queue, item)
+    assert str(raised.value).startswith("Redis error while committing results: ")
+    queue.stop()
+
+
+async def test_a_result_without_its_entry_id_is_refused(client: aioredis.Redis) -> None:
+    keys = JobKeys("tokenless")
+    request = Request.create("http://127.0.0.1/x")
+    store = RedisResultStore(client, keys, "w1")
+    item = WorkItem(request, enqueued_at=0.0)
+    with pytest.raises(ValueError, match=r"^a Redis job item must carry its stream entry id$"):
+        await store.commit([(item, _result(request))])
+
+
+async def test_duplicates_are_counted_over_every_commit(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("dupes")
+    await _job(client, keys, 2)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    store = RedisResultStore(client, keys, "w1")
+    for _ in range(2):
+        item = await asyncio.wait_for(queue.get(), 10)
+        assert item is not None and isinstance(item.request, Request)
+        completed = [(item, _result(item.request))]
+        await store.commit(completed)
+        await store.commit(completed)  # a resend after a lost reply, say
+    assert store.duplicates == 2
+    assert await client.xlen(keys.results) == 2
+
+
+async def test_a_renewal_during_a_commit_does_not_count_the_entry_as_lost(
+    client: aioredis.Redis, workers: list[RedisWorkQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = JobKeys("during")
+    await _job(client, keys, 1)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    item = await asyncio.wait_for(queue.get(), 10)
+    assert item is not None and isinstance(item.request, Request)
+    # Acknowledged, but the worker has not yet heard back (no on_commit): a renewal now
+    # finds the entry gone from our pending list.
+    store = RedisResultStore(client, keys, "w1", leases=queue.leases)
+    await store.commit([(item, _result(item.request))])
+    await queue.leases.renew()
+    assert queue.leases.lost == 0
+    assert not [m for m in caplog.messages if "reclaimed by other workers" in m]
+    queue.stop()
+
+
+async def test_dead_letters_are_counted_and_logged_by_record_id(
+    client: aioredis.Redis, workers: list[RedisWorkQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = JobKeys("dead-ids")
+    await create_job(client, keys, {"retries": 0}, append=False)
+    request = Request.create("http://127.0.0.1/poison")
+    await add_requests(client, keys, [encode_request(request)])
+    await client.xadd(keys.requests, {"r": b"{not json"})
+    await client.hincrby(keys.meta, "enqueued", 1)
+    await finish_enqueue(client, keys)
+    await _abandon(client, keys, 2, deliveries=4)
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=3))
+    workers.append(queue)
+    assert await asyncio.wait_for(queue.get(), 10) is None
+    await queue.aclose()
+    assert queue.dead_lettered == 2
+    dead = [fields for _id, fields in await client.xrange(keys.dead)]
+    invalid_id = orjson.loads(dead[1][b"r"])["id"]
+    assert dead[0][b"id"].decode() == request.id
+    assert dead[1][b"id"].decode() == invalid_id != request.id
+    logged = [m for m in caplog.messages if m.startswith("dead-lettered")]
+    assert logged == [
+        f"dead-lettered request {request.id} after 4 deliveries",
+        f"dead-lettered request {invalid_id} after 4 deliveries",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([], []),
+        ([0] * 100, [100]),
+        ([0] * 101, [100, 1]),
+        ([0] * 250, [100, 100, 50]),
+        # 4 MiB in all with 512 bytes counted per record: the limit itself still fits...
+        ([2 * 1024 * 1024 - 512] * 2, [2]),
+        # ...one byte more does not, and the next chunk counts from its first record.
+        ([2 * 1024 * 1024 - 511, 2 * 1024 * 1024 - 512, 2 * 1024 * 1024 - 512], [1, 2]),
+        ([5 * 1024 * 1024, 0, 0], [1, 2]),  # one record over the limit goes alone
+        ([1024 * 1024] * 3 + [1024 * 1024 - 2048], [4]),
+        ([1024 * 1024] * 3 + [1024 * 1024 - 2047], [3, 1]),
+    ],
+)
+def test_commits_are_split_by_count_and_by_size(sizes: list[int], expected: list[int]) -> None:
+    requests = [Request.create(f"http://127.0.0.1/{n}") for n in range(len(sizes))]
+    batch = []
+    for request, size in zip(requests, sizes, strict=True):
+        result = _result(request)
+        result.bytes = size
+        batch.append((WorkItem(request, enqueued_at=0.0, token=f"{size}-0"), result))
+    chunks = _chunks(batch)
+    assert [len(chunk) for chunk in chunks] == expected
+    assert [pair for chunk in chunks for pair in chunk] == batch
