@@ -492,6 +492,30 @@ async def test_a_redis_error_says_which_step_of_the_worker_met_it(
     workers.append(queue)
     assert (await _feeder_error(queue)).startswith("Redis error while reading job: WRONGTYPE")
 
+    keys = JobKeys("steps-count")
+    await _job(client, keys, 1)
+    await _abandon(client, keys, 1, deliveries=1)
+    await client.execute_command("ACL", "SETUSER", "default", "-xpending")
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    try:
+        message = await _feeder_error(queue)
+    finally:
+        await client.execute_command("ACL", "SETUSER", "default", "+xpending")
+    assert message.startswith("Redis error while reading delivery counts: ")
+
+    keys = JobKeys("steps-release")
+    await _job(client, keys, 2)
+    await _abandon(client, keys, 2, deliveries=2)  # two suspects: one is given back
+    await client.execute_command("ACL", "SETUSER", "default", "-xclaim")
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=9))
+    workers.append(queue)
+    try:
+        message = await _feeder_error(queue)
+    finally:
+        await client.execute_command("ACL", "SETUSER", "default", "+xclaim")
+    assert message.startswith("Redis error while releasing requests: ")
+
     keys = JobKeys("steps-dead")
     await _job(client, keys, 1)
     await _abandon(client, keys, 1, deliveries=3)
@@ -603,6 +627,8 @@ async def test_dead_letters_are_counted_and_logged_by_record_id(
         # ...one byte more does not, and the next chunk counts from its first record.
         ([2 * 1024 * 1024 - 511, 2 * 1024 * 1024 - 512, 2 * 1024 * 1024 - 512], [1, 2]),
         ([5 * 1024 * 1024, 0, 0], [1, 2]),  # one record over the limit goes alone
+        # A new chunk counts its first record with its 512 bytes too.
+        ([5 * 1024 * 1024, 2 * 1024 * 1024 - 511, 2 * 1024 * 1024 - 512], [1, 1, 1]),
         ([1024 * 1024] * 3 + [1024 * 1024 - 2048], [4]),
         ([1024 * 1024] * 3 + [1024 * 1024 - 2047], [3, 1]),
     ],
@@ -617,3 +643,120 @@ def test_commits_are_split_by_count_and_by_size(sizes: list[int], expected: list
     chunks = _chunks(batch)
     assert [len(chunk) for chunk in chunks] == expected
     assert [pair for chunk in chunks for pair in chunk] == batch
+
+
+async def test_entries_that_cannot_be_read_as_requests_still_owe_a_record(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("unreadable")
+    await create_job(client, keys, {"retries": 0}, append=False)
+    await client.xadd(keys.requests, {"other": b"field"})  # no request at all
+    await client.xadd(keys.requests, {"r": b"\xff{" + b"x" * 300})  # not UTF-8, long
+    await client.hincrby(keys.meta, "enqueued", 2)
+    await finish_enqueue(client, keys)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    first, second = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
+    assert first is not None and second is not None
+    assert first.request.raw == ""  # type: ignore[union-attr]
+    assert first.request.message == "malformed queued request (JSONDecodeError)"  # type: ignore[union-attr]
+    assert second.request.raw == "\ufffd{" + "x" * 198  # type: ignore[union-attr]
+    queue.stop()
+
+
+async def test_giving_back_touches_only_this_workers_entries(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("mine")
+    await _job(client, keys, 3)
+    reply = await client.xreadgroup(GROUP, "w2", {keys.requests: ">"}, count=1)
+    [(theirs, _fields)] = reply[0][1]
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    for item in [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]:
+        await _commit(client, keys, queue, item)  # type: ignore[arg-type]
+    await queue.aclose()
+    assert await _pending(client, keys) == {theirs.decode(): ("w2", 1)}
+    rows = await client.xpending_range(keys.requests, GROUP, "-", "+", 10)
+    assert rows[0]["time_since_delivered"] < LONG_IDLE_MS  # not marked as abandoned
+    # This worker holds nothing any more: it is dropped from the group.
+    consumers = await client.xinfo_consumers(keys.requests, GROUP)
+    assert [consumer["name"] for consumer in consumers] == [b"w2"]
+
+
+async def test_an_entry_deleted_by_hand_is_skipped_among_the_workers_own(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("own-deleted")
+    await _job(client, keys, 3)
+    reply = await client.xreadgroup(GROUP, "w1", {keys.requests: ">"}, count=3)
+    first, middle, last = [entry_id.decode() for entry_id, _fields in reply[0][1]]
+    await client.xdel(keys.requests, middle)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    items = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
+    assert [item.token for item in items] == [first, last]  # type: ignore[union-attr]
+    queue.stop()
+
+
+async def test_a_suspect_given_back_does_not_hold_back_the_rest_of_its_batch(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("suspect-batch")
+    await _job(client, keys, 3)
+    first, _given_back = await _abandon(client, keys, 2, deliveries=2)  # suspects
+    [plain] = await _abandon(client, keys, 1, deliveries=1)
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=9))
+    workers.append(queue)
+    items = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
+    assert [item.token for item in items] == [first, plain]  # type: ignore[union-attr]
+    queue.stop()
+
+
+async def test_the_engines_ready_interface_hands_out_every_entry_once(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    keys = JobKeys("ready")
+    await _job(client, keys, 3)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    taken: list[WorkItem] = []
+    while (item := await _next_ready(queue)) is not None:
+        taken.append(item)
+        await _commit(client, keys, queue, item)
+    assert len({item.token for item in taken}) == len(taken) == 3
+    await queue.aclose()
+    assert queue.feeder_error() is None
+
+
+async def _next_ready(queue: RedisWorkQueue) -> WorkItem | None:
+    """The next item through the engine's interface (take_nowait, call_when_ready)."""
+    while not isinstance(item := queue.take_nowait(), WorkItem | None):
+        ready = asyncio.Event()
+        queue.call_when_ready(ready.set)
+        await asyncio.wait_for(ready.wait(), 10)
+    return item
+
+
+@pytest.mark.parametrize("interface", ["get", "take_nowait"])
+async def test_an_entry_another_worker_took_is_not_started(
+    client: aioredis.Redis, workers: list[RedisWorkQueue], interface: str
+) -> None:
+    keys = JobKeys("taken")
+    requests = await _job(client, keys, 2)
+    queue = RedisWorkQueue(client, keys, _options("w1"))
+    workers.append(queue)
+    first = await asyncio.wait_for(queue.get(), 10)
+    assert first is not None
+    second_token = next(token for token in await _pending(client, keys) if token != first.token)
+    # Our leases lapsed and w2 claimed the entry we had read ahead; the renewal says so.
+    await client.xclaim(keys.requests, GROUP, "w2", 0, [second_token], justid=True)
+    await queue.leases.renew()
+    assert queue.leases.lost == 1
+    await _commit(client, keys, queue, first)
+    w2 = RedisResultStore(client, keys, "w2")
+    await w2.commit([(WorkItem(requests[1], 0.0, token=second_token), _result(requests[1]))])
+    take = queue.get() if interface == "get" else _next_ready(queue)
+    assert await asyncio.wait_for(take, 20) is None  # not started here
+    await queue.aclose()
+    assert await client.xlen(keys.results) == 2
