@@ -9,6 +9,7 @@ checked against what Redis then holds (XPENDING, the dead-letter stream, the cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -451,11 +452,8 @@ async def test_a_worker_that_cannot_give_back_says_so_and_loses_nothing(
     queue = RedisWorkQueue(client, keys, _options("w1"))
     workers.append(queue)
     assert await asyncio.wait_for(queue.get(), 10) is not None
-    await client.execute_command("ACL", "SETUSER", "default", "-xpending")
-    try:
+    async with _denied(client, "xpending"):
         await queue.aclose()
-    finally:
-        await client.execute_command("ACL", "SETUSER", "default", "+xpending")
     [warning] = [m for m in caplog.messages if m.startswith("could not give back")]
     assert warning.startswith("could not give back unstarted requests (")
     assert "xpending" in warning and warning.endswith("); others will")
@@ -471,67 +469,59 @@ async def _feeder_error(queue: RedisWorkQueue) -> str:
     return str(error)
 
 
+@contextlib.asynccontextmanager
+async def _denied(client: aioredis.Redis, command: str | None) -> AsyncIterator[None]:
+    """Redis refuses ``command`` (NOPERM) to everyone meanwhile: a deterministic error."""
+    if command is None:
+        yield
+        return
+    await client.execute_command("ACL", "SETUSER", "default", f"-{command}")
+    try:
+        yield
+    finally:
+        await client.execute_command("ACL", "SETUSER", "default", f"+{command}")
+
+
+async def _spoil(client: aioredis.Redis, keys: JobKeys, what: str | None) -> None:
+    """Break one thing of the job: its group, or a key replaced by one of the wrong type."""
+    if what == "group":
+        await client.xgroup_destroy(keys.requests, GROUP)
+    elif what is not None:
+        key = getattr(keys, what)
+        await client.delete(key)
+        await client.set(key, "of the wrong type")
+
+
+@pytest.mark.parametrize(
+    ("step", "entries", "deliveries", "denied", "spoiled"),
+    [
+        ("reading requests", 1, 0, None, "group"),
+        ("reclaiming requests", 1, 0, "xautoclaim", None),
+        ("reading job", 0, 0, None, "meta"),
+        ("reading delivery counts", 1, 1, "xpending", None),
+        ("releasing requests", 2, 2, "xclaim", None),  # two suspects: one is given back
+        ("dead-lettering a request", 1, 3, None, "dead"),
+    ],
+)
 async def test_a_redis_error_says_which_step_of_the_worker_met_it(
-    client: aioredis.Redis, workers: list[RedisWorkQueue]
+    client: aioredis.Redis,
+    workers: list[RedisWorkQueue],
+    step: str,
+    entries: int,
+    deliveries: int,
+    denied: str | None,
+    spoiled: str | None,
 ) -> None:
     keys = JobKeys("steps")
-    await _job(client, keys, 1)
-    await client.xgroup_destroy(keys.requests, GROUP)
-    queue = RedisWorkQueue(client, keys, _options("w1"))
+    await _job(client, keys, entries)
+    if deliveries:
+        await _abandon(client, keys, entries, deliveries=deliveries)
+    await _spoil(client, keys, spoiled)
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=3))
     workers.append(queue)
-    assert (await _feeder_error(queue)).startswith("Redis error while reading requests: ")
-
-    keys = JobKeys("steps-claim")
-    await _job(client, keys, 1)
-    await client.execute_command("ACL", "SETUSER", "default", "-xautoclaim")
-    queue = RedisWorkQueue(client, keys, _options("w1"))
-    workers.append(queue)
-    try:
+    async with _denied(client, denied):
         message = await _feeder_error(queue)
-    finally:
-        await client.execute_command("ACL", "SETUSER", "default", "+xautoclaim")
-    assert message.startswith("Redis error while reclaiming requests: ")
-
-    keys = JobKeys("steps-job")
-    await _job(client, keys, 0)
-    await client.delete(keys.meta)
-    await client.set(keys.meta, "not a hash")
-    queue = RedisWorkQueue(client, keys, _options("w1"))
-    workers.append(queue)
-    assert (await _feeder_error(queue)).startswith("Redis error while reading job: WRONGTYPE")
-
-    keys = JobKeys("steps-count")
-    await _job(client, keys, 1)
-    await _abandon(client, keys, 1, deliveries=1)
-    await client.execute_command("ACL", "SETUSER", "default", "-xpending")
-    queue = RedisWorkQueue(client, keys, _options("w1"))
-    workers.append(queue)
-    try:
-        message = await _feeder_error(queue)
-    finally:
-        await client.execute_command("ACL", "SETUSER", "default", "+xpending")
-    assert message.startswith("Redis error while reading delivery counts: ")
-
-    keys = JobKeys("steps-release")
-    await _job(client, keys, 2)
-    await _abandon(client, keys, 2, deliveries=2)  # two suspects: one is given back
-    await client.execute_command("ACL", "SETUSER", "default", "-xclaim")
-    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=9))
-    workers.append(queue)
-    try:
-        message = await _feeder_error(queue)
-    finally:
-        await client.execute_command("ACL", "SETUSER", "default", "+xclaim")
-    assert message.startswith("Redis error while releasing requests: ")
-
-    keys = JobKeys("steps-dead")
-    await _job(client, keys, 1)
-    await _abandon(client, keys, 1, deliveries=3)
-    await client.set(keys.dead, "not a stream")
-    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=2))
-    workers.append(queue)
-    message = await _feeder_error(queue)
-    assert message.startswith("Redis error while dead-lettering a request: ")
+    assert message.startswith(f"Redis error while {step}: ")
 
 
 async def test_a_commit_that_redis_refuses_says_so(
@@ -692,6 +682,17 @@ async def test_giving_back_touches_only_this_workers_entries(
     assert [consumer["name"] for consumer in consumers] == [b"w2"]
 
 
+async def _tokens_taken(
+    client: aioredis.Redis, keys: JobKeys, workers: list[RedisWorkQueue], count: int
+) -> list[str | None]:
+    """The entry ids of the first ``count`` items a new worker hands out."""
+    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=9))
+    workers.append(queue)
+    items = [await asyncio.wait_for(queue.get(), 10) for _ in range(count)]
+    queue.stop()
+    return [item.token if item is not None else "(none)" for item in items]
+
+
 async def test_an_entry_deleted_by_hand_is_skipped_among_the_workers_own(
     client: aioredis.Redis, workers: list[RedisWorkQueue]
 ) -> None:
@@ -700,11 +701,7 @@ async def test_an_entry_deleted_by_hand_is_skipped_among_the_workers_own(
     reply = await client.xreadgroup(GROUP, "w1", {keys.requests: ">"}, count=3)
     first, middle, last = [entry_id.decode() for entry_id, _fields in reply[0][1]]
     await client.xdel(keys.requests, middle)
-    queue = RedisWorkQueue(client, keys, _options("w1"))
-    workers.append(queue)
-    items = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
-    assert [item.token for item in items] == [first, last]  # type: ignore[union-attr]
-    queue.stop()
+    assert await _tokens_taken(client, keys, workers, 2) == [first, last]
 
 
 async def test_a_suspect_given_back_does_not_hold_back_the_rest_of_its_batch(
@@ -714,11 +711,7 @@ async def test_a_suspect_given_back_does_not_hold_back_the_rest_of_its_batch(
     await _job(client, keys, 3)
     first, _given_back = await _abandon(client, keys, 2, deliveries=2)  # suspects
     [plain] = await _abandon(client, keys, 1, deliveries=1)
-    queue = RedisWorkQueue(client, keys, _options("w1", max_deliveries=9))
-    workers.append(queue)
-    items = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
-    assert [item.token for item in items] == [first, plain]  # type: ignore[union-attr]
-    queue.stop()
+    assert await _tokens_taken(client, keys, workers, 2) == [first, plain]
 
 
 async def test_the_engines_ready_interface_hands_out_every_entry_once(
