@@ -1,16 +1,30 @@
-"""SHA-256 hex digests for request ids and body digests.
+"""SHA-256 hex digests, on the CPU's SHA instructions where the C module can use them.
 
-hashlib runs SHA-256 in OpenSSL, on the CPU's SHA instructions where they exist. A C
-module of our own once skipped OpenSSL's per-call set-up; measured end to end it saved
-under 5 % of the CLI's work per request (docs/benchmarks.md, "Native code: what each
-piece earns"), so it went.
+Every request takes two: its id and its body's digest. Through hashlib each call pays
+OpenSSL's per-call set-up, more than the hashing of a short input itself; the optional C
+module ``sha256_hex`` (sha256_hex.c) skips it where the CPU has the SHA extensions, and
+hashlib gives the same digests everywhere else.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Final, Protocol
+
+from ._optional_c import optional_c_function
 
 
-def sha256_hex(data: bytes, digits: int = 64, /) -> str:
-    """The first ``digits`` hex digits (all 64 by default) of the SHA-256 of ``data``."""
+class HexDigest(Protocol):
+    def __call__(self, data: bytes, digits: int = 64, /) -> str: ...
+
+
+def _hashlib_sha256_hex(data: bytes, digits: int = 64, /) -> str:
+    if not 1 <= digits <= 64:
+        raise ValueError("digits must be 1 to 64")
     return hashlib.sha256(data).hexdigest()[:digits]
+
+
+_native: HexDigest | None = optional_c_function("asyncfetch.sha256_hex", "sha256_hex")
+
+# The first ``digits`` hex digits (all 64 by default) of the SHA-256 of ``data``.
+sha256_hex: Final[HexDigest] = _native or _hashlib_sha256_hex

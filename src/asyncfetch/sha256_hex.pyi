@@ -1,0 +1,3 @@
+# The C module sha256_hex.c; built by tools/native.py beside the mypyc modules. The
+# function is absent where the CPU lacks the SHA extensions (see _hashing.py).
+def sha256_hex(data: bytes, digits: int = 64, /) -> str: ...
