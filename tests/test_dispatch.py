@@ -33,10 +33,12 @@ class ListStore:
 
     def __init__(self, delay: float = 0.0, on_commit: Callable[[], None] | None = None) -> None:
         self.results: list[Result] = []
+        self.commits = 0
         self.delay = delay
         self.on_commit = on_commit
 
     async def commit(self, batch: Sequence[Completed]) -> None:
+        self.commits += 1
         if self.on_commit is not None:
             self.on_commit()
         if self.delay:
@@ -47,15 +49,35 @@ class ListStore:
         return None
 
 
+class PassLimiter:
+    """A RateLimiter that offers AcquiresNow: ``passes`` requests go at once, the rest
+    await ``acquire``; every turn taken is counted."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.at_once = 0
+        self.awaited = 0
+
+    def try_acquire(self, host: str) -> bool:
+        if self.passes <= 0:
+            return False
+        self.passes -= 1
+        self.at_once += 1
+        return True
+
+    async def acquire(self, host: str) -> None:
+        self.awaited += 1
+
+
 class Harness:
     """One transport and executor shared by successive runs, as a Fetcher shares them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limiter: PassLimiter | None = None) -> None:
         self.settings = settings
         self.transport = FastTransport(
             settings.transport, per_host_connections=settings.limits.per_host
         )
-        self.executor = RequestExecutor(self.transport, settings)
+        self.executor = RequestExecutor(self.transport, settings, rate_limiter=rate_limiter)
 
     def runner(self, urls: Sequence[str], store: ListStore | None = None) -> Runner:
         queue = MemoryQueue(iter_requests(urls), maxsize=self.settings.limits.concurrency * 2)
@@ -77,8 +99,13 @@ class Harness:
         await self.transport.aclose()
 
 
-async def warmed(server: RecordingServer, settings: Settings, hosts: Sequence[str]) -> Harness:
-    harness = Harness(settings)
+async def warmed(
+    server: RecordingServer,
+    settings: Settings,
+    hosts: Sequence[str],
+    rate_limiter: PassLimiter | None = None,
+) -> Harness:
+    harness = Harness(settings, rate_limiter)
     per_host = settings.limits.per_host
     warm = [server.url(f"/ok?warm={n}", host=host) for host in hosts for n in range(per_host)]
     await harness.run(warm)
@@ -107,6 +134,46 @@ async def test_a_warm_run_starts_its_requests_from_callbacks(server: RecordingSe
     assert all(result.ok and result.attempts == 1 for result in results)
     assert server.recorder.peak <= 8
     assert len(server.recorder.requests) == 300
+
+
+async def test_a_rate_limit_that_lets_requests_go_at_once_keeps_the_callback_path(
+    server: RecordingServer,
+) -> None:
+    # A Redis worker's shared limits give healthy hosts free passes (AcquiresNow): its
+    # requests must start from callbacks as fetch's do, each taking exactly one turn.
+    limiter = PassLimiter()
+    settings = make_settings(concurrency=8, per_host=8)
+    harness = await warmed(server, settings, ["127.0.0.1"], limiter)
+    limiter.passes, limiter.at_once, limiter.awaited = 200, 0, 0
+    try:
+        urls = [server.url(f"/ok?n={n}") for n in range(300)]
+        runner, results = await harness.run(urls)
+    finally:
+        await harness.aclose()
+    assert runner.dispatcher is not None and runner.dispatcher.started_inline >= 190
+    assert limiter.at_once == 200 and limiter.awaited == 100  # one turn per request
+    assert all(result.ok for result in results) and len(server.recorder.requests) == 300
+
+
+async def test_a_lingering_writer_commits_at_most_once_per_linger(
+    server: RecordingServer,
+) -> None:
+    # A Redis worker's store pays a round trip per commit: its writer lets results gather.
+    settings = make_settings(concurrency=8, per_host=8)
+    harness = await warmed(server, settings, ["127.0.0.1"])
+    store = ListStore()
+    urls = [server.url(f"/ok?n={n}") for n in range(300)]
+    queue = MemoryQueue(iter_requests(urls), maxsize=16)
+    runner = Runner(queue, store, harness.executor, concurrency=8, linger_s=0.05)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        await runner.run()
+        elapsed = loop.time() - started
+    finally:
+        await harness.aclose()
+    assert sorted(result.url for result in store.results) == sorted(urls)
+    assert store.commits <= elapsed / 0.05 + 1, (store.commits, elapsed)
 
 
 async def test_redirects_retries_and_timeouts_from_callbacks_match_the_rules(

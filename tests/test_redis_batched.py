@@ -13,8 +13,14 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from asyncfetch.queues.redis.batched import BatchedScript
-from asyncfetch.queues.redis.host_limits import FREE_PASS_S, FreePasses, RedisHostLimits
+from asyncfetch.queues.redis.host_limits import (
+    FREE_PASS_S,
+    FreePasses,
+    RedisHostLimits,
+    SharedLimits,
+)
 from asyncfetch.queues.redis.jobs import JobKeys
+from asyncfetch.queues.redis.rate import RedisRateLimiter
 
 from .fake_clock import FakeClock
 from .recording_server import RecordingServer
@@ -73,6 +79,24 @@ def test_a_throttled_host_loses_its_pass_at_once() -> None:
     passes.grant("a")
     passes.revoke("a")
     assert not passes.use("a")
+
+
+async def test_a_host_with_a_free_pass_lets_requests_start_at_once(
+    client: aioredis.Redis,
+) -> None:
+    # try_acquire is what keeps a worker's requests on the callback path (AcquiresNow).
+    keys = JobKeys("at-once")
+    hosts = RedisHostLimits(client, keys, per_host_rate=None)
+    assert not hosts.try_acquire("h")  # no pass yet: the request awaits acquire
+    await hosts.acquire("h")  # Redis says the host is healthy: a pass is granted
+    assert hosts.try_acquire("h") and hosts.try_acquire("h")
+    assert SharedLimits(None, hosts).try_acquire("h")
+    # A job with --rate asks its meter in Redis for every request.
+    overall = RedisRateLimiter(client, keys, rate=1000.0, per_host_rate=None)
+    assert not SharedLimits(overall, hosts).try_acquire("h")
+    hosts.throttled("h", None, 0.0)  # a 429: the pass is gone at once
+    assert not hosts.try_acquire("h")
+    await hosts.aclose()
 
 
 async def test_a_host_with_a_learned_rate_asks_redis_every_time(client: aioredis.Redis) -> None:

@@ -16,7 +16,6 @@ from asyncfetch.queues.redis.codec import (
     decode_request,
     decode_result,
     encode_request,
-    encode_result,
 )
 from asyncfetch.queues.redis.jobs import (
     GROUP,
@@ -48,12 +47,37 @@ def test_requests_survive_the_trip_through_json() -> None:
     assert (decoded.line, decoded.message, decoded.record_id) == (3, "bad url", bad.record_id)
 
 
-def test_result_records_survive_the_trip_through_json() -> None:
-    request = Request.create("http://127.0.0.1/x", meta={"row": 1})
-    result = failure_result(
-        request, "timeout", "slow", attempts=2, timings=Timings(total_ms=5.0), started_at="t"
-    )
-    assert decode_result(encode_result(result)).to_record() == result.to_record()
+async def test_records_committed_together_come_back_each_whole(client: aioredis.Redis) -> None:
+    # One commit packs the ids and records of many results into one argument: ids with
+    # spaces, newlines, non-ASCII or JSON in them, and odd meta, must not shift a byte.
+    keys = JobKeys("packed")
+    ids = ["plain", "with space", "two\nlines", "é 𝄞 ü", "1", '{"json": "id"}']
+    await create_job(client, keys, {"retries": 0}, append=False)
+    requests = [
+        Request.create(f"http://127.0.0.1/{n}", id=record_id, meta={"n": n, "s": "a b\nc"})
+        for n, record_id in enumerate(ids)
+    ]
+    await add_requests(client, keys, [encode_request(request) for request in requests])
+    await finish_enqueue(client, keys)
+    reply = await client.xreadgroup(GROUP, "w", {keys.requests: ">"}, count=len(ids))
+    tokens = [entry_id.decode() for entry_id, _fields in reply[0][1]]
+    results = [
+        failure_result(
+            request, "timeout", "slow", attempts=2, timings=Timings(total_ms=5.0), started_at="t"
+        )
+        for request in requests
+    ]
+    items = [
+        WorkItem(request, enqueued_at=0.0, token=token)
+        for request, token in zip(requests, tokens, strict=True)
+    ]
+    await RedisResultStore(client, keys, "w").commit(list(zip(items, results, strict=True)))
+    stored = [fields for _entry_id, fields in await client.xrange(keys.results)]
+    assert [fields[b"id"].decode() for fields in stored] == ids
+    assert [fields[b"entry"].decode() for fields in stored] == tokens
+    assert [decode_result(fields[b"r"]).to_record() for fields in stored] == [
+        result.to_record() for result in results
+    ]
 
 
 async def _job_with_one_request(client: aioredis.Redis, keys: JobKeys) -> tuple[str, Request]:

@@ -324,6 +324,25 @@ async def _calls_at_least(client: aioredis.Redis, command: str, count: int) -> b
     return await _calls(client, command) >= count
 
 
+async def test_a_worker_ends_soon_after_its_last_commit_however_long_reads_may_wait(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    # A read blocked in Redis for block_s would keep the worker idle that long after the
+    # commit that completed the job: with requests of its own, a worker waits for them.
+    keys = JobKeys("tail")
+    await _job(client, keys, 1)
+    options = WorkerOptions(consumer="w1", prefetch=8, lease_s=3600.0, block_s=60.0)
+    queue = RedisWorkQueue(client, keys, options)
+    workers.append(queue)
+    item = await asyncio.wait_for(queue.get(), 10)
+    assert item is not None
+    ending = asyncio.create_task(queue.get())
+    await _eventually(lambda: _calls_at_least(client, "xreadgroup", 3), "reads of an empty stream")
+    assert not ending.done()  # the job is not complete: the worker waits for more
+    await _commit(client, keys, queue, item)
+    assert await asyncio.wait_for(ending, 10) is None  # not after the 60 s of a read
+
+
 async def test_a_following_worker_goes_on_after_the_job_completes(
     client: aioredis.Redis, workers: list[RedisWorkQueue]
 ) -> None:

@@ -262,6 +262,7 @@ class _Worker:
         on_result: ResultHook | None,
     ) -> tuple[Runner, RedisWorkQueue, RequestExecutor]:
         from ..queues.redis.worker_queue import (
+            COMMIT_LINGER_S,
             RedisResultStore,
             RedisWorkQueue,
             WorkerOptions,
@@ -280,7 +281,14 @@ class _Worker:
         store = RedisResultStore(
             client, keys, self.name, leases=queue.leases, on_commit=queue.committed
         )
-        runner = Runner(queue, store, executor, concurrency=concurrency, on_result=on_result)
+        runner = Runner(
+            queue,
+            store,
+            executor,
+            concurrency=concurrency,
+            linger_s=COMMIT_LINGER_S,
+            on_result=on_result,
+        )
         return runner, queue, executor
 
 

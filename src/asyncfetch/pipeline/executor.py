@@ -22,7 +22,7 @@ from .._models import Request, Response, Result, Timings
 from .._settings import Settings, Timeouts
 from ..policy.deadlines import DeadlineWatch, overdue_error
 from ..policy.hosts import host_of
-from ..policy.limits import LimitWaits, PerHostLimiter, RateLimiter, Slots
+from ..policy.limits import LimitWaits, PerHostLimiter, RateLimiter, Slots, acquires_now
 from ..policy.records import failure_result, success_result, utc_now_iso
 from ..policy.redact import CREDENTIAL_HEADERS, redact_text
 from ..policy.retry import decide_after_error, decide_after_response
@@ -82,6 +82,7 @@ class Job:
         "item",
         "made",
         "on_landed",
+        "rate_taken",
         "request",
         "sent",
     )
@@ -96,6 +97,7 @@ class Job:
         self.delay = 0.0  # the backoff owed before the next attempt
         self.first: Response | None = None  # a redirect the next attempt follows from
         self.sent = 0.0  # when the attempt started from a callback began (perf_counter)
+        self.rate_taken = False  # the next attempt's rate turn, taken on the callback path
 
     def landed(self, outcome: Landing) -> None:
         on_landed = self.on_landed
@@ -145,10 +147,16 @@ class RequestExecutor:
         self._retry_policy = settings.retry
         self._body_policy = settings.body
         # The transport's fast path, used when a final outcome becomes a Result without
-        # awaiting anything: no rate limit to wait for, no body to save.
+        # awaiting anything: no body to save, and no rate limit or one that can say at
+        # once that no wait is due (AcquiresNow).
         self._start_now: StartNow | None = None
-        if rate_limiter is None and save_body is None and starts_now(transport):
-            self._start_now = transport.start_now
+        self._rate_now: Callable[[str], bool] | None = None
+        if save_body is None and starts_now(transport):
+            if rate_limiter is None:
+                self._start_now = transport.start_now
+            elif acquires_now(rate_limiter):
+                self._start_now = transport.start_now
+                self._rate_now = rate_limiter.try_acquire
 
     @property
     def settings(self) -> Settings:
@@ -215,12 +223,23 @@ class RequestExecutor:
             start_now is not None
             and job.delay == 0.0
             and job.first is None
+            and self._rate_turn(job)
             and start_now(job, self._timeouts, self._max_body)
         ):
+            job.rate_taken = False
             return True
         self._global.release()
         self._per_host.release(job.host)
         return False
+
+    def _rate_turn(self, job: Job) -> bool:
+        """Whether the rate limit (if any) lets ``job`` go now; a turn taken is kept on
+        the job for the task path if the transport then cannot start it."""
+        rate_now = self._rate_now
+        if rate_now is None or job.rate_taken:
+            return True
+        job.rate_taken = rate_now(job.host)
+        return job.rate_taken
 
     def land(self, job: Job, outcome: Landing) -> Result | None:
         """An attempt begun by :meth:`start` ended: the Result, or None when more is to be
@@ -254,7 +273,9 @@ class RequestExecutor:
             got_host = _perf_counter()
             async with self._global:
                 got_slot = _perf_counter()
-                if self._rate is not None:
+                if job.rate_taken:  # taken when a callback start was tried
+                    job.rate_taken = False
+                elif self._rate is not None:
                     await self._rate.acquire(host)
                     waits.rate += _perf_counter() - got_slot
                 ready = _perf_counter()

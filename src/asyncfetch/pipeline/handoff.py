@@ -26,6 +26,11 @@ class ResultBuffer:
         self._on_room: Callable[[], None] | None = None
 
     @property
+    def pending(self) -> int:
+        """Results handed over and not yet taken by the writer."""
+        return len(self._items)
+
+    @property
     def backlogged(self) -> bool:
         """Whether producers should wait before handing over more."""
         return len(self._items) >= self._high_water

@@ -42,6 +42,7 @@ class Runner:
         lookahead: int | None = None,
         stats: StatsCollector | None = None,
         batch_size: int = 512,
+        linger_s: float = 0.0,
         on_result: ResultHook | None = None,
     ) -> None:
         self._queue = queue
@@ -53,6 +54,7 @@ class Runner:
         self._lookahead = lookahead if lookahead is not None else min(concurrency * 2, 1024)
         self.stats = stats or StatsCollector()
         self._batch_size = batch_size
+        self._linger_s = linger_s
         self._on_result = on_result
         self._dispatcher: Dispatcher | None = None
         self._cancel_timer: asyncio.TimerHandle | None = None
@@ -109,9 +111,15 @@ class Runner:
             self._dispatcher.cancel()
 
     async def _write(self, results: ResultBuffer) -> None:
+        """Commit what has finished, batch after batch. With ``linger_s``, wait that long
+        after a commit before taking the next batch (unless a full batch is ready): for a
+        store whose commit costs a round trip, few large commits instead of many small."""
+        linger_s = self._linger_s
         while (batch := await results.take(self._batch_size)) is not None:
             await self._store.commit(batch)
             self._account(batch)
+            if linger_s and results.pending < self._batch_size:
+                await asyncio.sleep(linger_s)
 
     def _account(self, batch: list[Completed]) -> None:
         for _item, result in batch:

@@ -67,10 +67,6 @@ def decode_request(payload: bytes) -> Request | InvalidInput:
     )
 
 
-def encode_result(result: Result) -> bytes:
-    return orjson.dumps(result.to_record())
-
-
 def decode_result(payload: bytes) -> Result:
     """A Result rebuilt from its schema-v1 record."""
     return Result.from_record(orjson.loads(payload))

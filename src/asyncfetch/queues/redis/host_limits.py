@@ -184,6 +184,10 @@ class RedisHostLimits:
     def _key(self, host: str) -> str:
         return self._keys.rate(f"learned:{host}")
 
+    def try_acquire(self, host: str) -> bool:
+        """AcquiresNow: True if ``host`` holds a free pass (the send is counted)."""
+        return self._passes.use(host)
+
     async def acquire(self, host: str) -> None:
         if self._passes.use(host):
             return
@@ -241,6 +245,12 @@ class SharedLimits:
     async def acquire(self, host: str) -> None:
         for limiter in self._limiters:
             await limiter.acquire(host)
+
+    def try_acquire(self, host: str) -> bool:
+        """AcquiresNow: a host's free pass lets a request go at once, unless the job has
+        a ``--rate``, whose meter in Redis is asked every time."""
+        hosts = self._hosts
+        return len(self._limiters) == 1 and hosts is not None and hosts.try_acquire(host)
 
     def follow(self, per_host: PerHostLimiter) -> None:
         """Have ``per_host`` report its hosts' 429/503 here, and learn rates only here."""

@@ -21,6 +21,7 @@ has passed since its last renewal: from then on another worker may soon own them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -83,6 +84,8 @@ class Leases:
         self._renewed_at = clock()
         self._fresh = asyncio.Event()
         self._fresh.set()
+        self._none_held = asyncio.Event()
+        self._none_held.set()
         self._when_fresh: list[Callable[[], None]] = []
         self._stopping = False
         self._closing = False
@@ -104,6 +107,7 @@ class Leases:
 
     def hold(self, token: str) -> None:
         self._held.add(token)
+        self._none_held.clear()
 
     def committing(self, tokens: set[str]) -> None:
         """Their commit is under way: they may be acknowledged before we hear of it, so a
@@ -114,11 +118,19 @@ class Leases:
         self._held.difference_update(tokens)
         self._gone.difference_update(tokens)
         self._committing.difference_update(tokens)
+        if not self._held:
+            self._none_held.set()
 
     def clear(self) -> None:
         self._held.clear()
         self._gone.clear()
         self._committing.clear()
+        self._none_held.set()
+
+    async def wait_released(self, timeout_s: float) -> None:
+        """Until none is held (all committed or given back), or ``timeout_s`` passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_held.wait(), timeout_s)
 
     def stop(self) -> None:
         """The worker is stopping: nothing waits for a renewal any more."""
@@ -202,4 +214,6 @@ class Leases:
             self.lost += len(taken)
             log.warning("%d requests were reclaimed by other workers; skipping them", len(taken))
             self._held.difference_update(taken)
+            if not self._held:
+                self._none_held.set()
             self._gone.update(taken)

@@ -33,9 +33,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
+from ...sinks._records import encode_lines_into
 from ..base import NOT_READY, Completed, NotReady, WorkItem
 from ..memory import MemoryQueue
-from .codec import dead_letter_record, decode_request, encode_result
+from .codec import dead_letter_record, decode_request
 from .jobs import (
     GROUP,
     JobKeys,
@@ -50,14 +51,24 @@ log = logging.getLogger("asyncfetch")
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 
-# KEYS: requests, results, meta, ticks.
-# ARGV: group, consumer, then (entry id, request id, record) per result.
+# KEYS: requests, results, meta, ticks. ARGV: group, consumer, the entry ids (separated
+# by spaces), the byte lengths of each result's request id and record (likewise), and
+# those ids and records back to back, each record followed by a newline (the JSON line
+# of the JSONL sink). Three arguments per result, each encoded by redis-py one at a
+# time, had cost a worker more CPU than the rest of the commit.
 _COMMIT = """
-local written = 0
-for i = 3, #ARGV, 3 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i + 1], 'entry', ARGV[i], 'by', ARGV[2],
-               'r', ARGV[i + 2])
+local blob, at, written = ARGV[5], 1, 0
+local sizes = {}
+for size in string.gmatch(ARGV[4], '%d+') do sizes[#sizes + 1] = tonumber(size) end
+local n = 1
+for entry in string.gmatch(ARGV[3], '%S+') do
+  local id = string.sub(blob, at, at + sizes[n] - 1)
+  at = at + sizes[n]
+  local record = string.sub(blob, at, at + sizes[n + 1] - 1)
+  at = at + sizes[n + 1] + 1
+  n = n + 2
+  if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'id', id, 'entry', entry, 'by', ARGV[2], 'r', record)
     written = written + 1
   end
 end
@@ -98,6 +109,13 @@ SUSPECT_FROM = 3
 _COMMIT_CHUNK_ITEMS = 100
 _RELEASED_IDLE_MS = 30 * 24 * 3600 * 1000  # longer than any sensible lease
 _COMMIT_CHUNK_BYTES = 4 * 1024 * 1024
+# How long the writer lets results gather between two commits: each commit is a round
+# trip and a script call, and committed one loop turn's worth at a time (a handful of
+# results) they took more of a worker's CPU than its requests. Results wait 5 ms at most.
+COMMIT_LINGER_S = 0.005
+# How long a worker that still has requests of its own, and finds no new entries, waits
+# for its requests before it reads again and looks whether the job is complete.
+_TAIL_WAIT_S = 0.05
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -238,12 +256,28 @@ class RedisWorkQueue:
             while not self._stopping:
                 if time.monotonic() >= self._next_reclaim:
                     yield await self._reclaim()
-                entries = await self._read(">", block_ms=int(self._options.block_s * 1000))
+                entries = await self._read_new()
                 yield await self._hand_out(entries, fresh=True)
                 if not entries and await self._finished():
                     return
         finally:
             self._reader_done.set()
+
+    async def _read_new(self) -> list[Entry]:
+        """New entries, waiting up to ``block_s`` inside Redis for some to come.
+
+        While this worker still holds entries, one of them may be the job's last: a read
+        blocked in Redis would keep the worker idle after that commit until the read
+        times out. So it reads without blocking and, if the stream is empty, waits here
+        for its own entries to be committed (or for _TAIL_WAIT_S), then the caller looks
+        whether the job is complete.
+        """
+        if self._options.follow or not self.leases.held:
+            return await self._read(">", block_ms=int(self._options.block_s * 1000))
+        entries = await self._read(">", block_ms=None)
+        if not entries:
+            await self.leases.wait_released(_TAIL_WAIT_S)
+        return entries
 
     async def _finished(self) -> bool:
         if self._options.follow:
@@ -469,11 +503,7 @@ class RedisResultStore:
 
     async def commit(self, batch: Sequence[Completed]) -> None:
         for chunk in _chunks(batch):
-            args: list[str | bytes] = [GROUP, self._consumer]
-            for item, result in chunk:
-                if item.token is None:
-                    raise ValueError("a Redis job item must carry its stream entry id")
-                args += [item.token, result.id, encode_result(result)]
+            args: list[str | bytes] = [GROUP, self._consumer, *_packed(chunk)]
             if self._leases is not None:
                 self._leases.committing({item.token for item, _result in chunk if item.token})
             keys = self._keys
@@ -489,6 +519,25 @@ class RedisResultStore:
 
     async def aclose(self) -> None:
         """Nothing to flush: every commit is durable in Redis when it returns."""
+
+
+def _packed(chunk: Sequence[Completed]) -> tuple[str, str, bytes]:
+    """A chunk's entry ids, the lengths of its request ids and records, and those ids
+    and records back to back: the commit script's last three arguments. The records
+    are encoded as the JSONL sink writes them (compiled, and safe for odd values)."""
+    tokens: list[str] = []
+    sizes: list[str] = []
+    packed = bytearray()
+    for item, result in chunk:
+        if item.token is None:
+            raise ValueError("a Redis job item must carry its stream entry id")
+        tokens.append(item.token)
+        record_id = result.id.encode("utf-8", "backslashreplace")
+        packed += record_id
+        start = len(packed)
+        encode_lines_into(packed, (result,))
+        sizes += (str(len(record_id)), str(len(packed) - start - 1))  # not the newline
+    return " ".join(tokens), " ".join(sizes), bytes(packed)
 
 
 def _chunks(batch: Sequence[Completed]) -> list[Sequence[Completed]]:
