@@ -223,7 +223,7 @@ class RequestExecutor:
             start_now is not None
             and job.delay == 0.0
             and job.first is None
-            and self._rate_turn(job)
+            and (self._rate_now is None or self._rate_turn(job))
             and start_now(job, self._timeouts, self._max_body)
         ):
             job.rate_taken = False
