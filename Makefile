@@ -7,7 +7,7 @@ LINTED := $(wildcard src tests benchmarks tools hatch_build.py)
 # NATIVE=0 runs everything on the pure-Python package; CI requires the compiled one.
 NATIVE ?= 1
 
-.PHONY: demo test lint typecheck pytest bench clean native mutation system-packages
+.PHONY: demo test lint typecheck pytest bench clean native mutation system-packages bench-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,19 +45,30 @@ typecheck: $(STAMP)
 # second run installs nothing.
 DEBIAN_TEST_PACKAGES := chromium util-linux jq sqlite3 nginx lighttpd busybox tinyproxy microsocks
 
-system-packages:
-	@missing=$$(for p in $(DEBIAN_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# What `make bench` compares against: wrk (the limit) and nginx's echo module (the
+# latency workload's delayed answers).
+DEBIAN_BENCH_PACKAGES := wrk nginx libnginx-mod-http-echo curl
+
+define install_missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		apt-get -o DPkg::Lock::Timeout=600 update -q && \
 		apt-get -o DPkg::Lock::Timeout=600 install -y -q $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call install_missing,$(DEBIAN_TEST_PACKAGES))
+
+bench-packages:
+	$(call install_missing,$(DEBIAN_BENCH_PACKAGES))
 
 pytest: native system-packages
 	ASYNCFETCH_EXPECT_NATIVE=$(NATIVE) $(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
 
-bench: native
+bench: native bench-packages
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 

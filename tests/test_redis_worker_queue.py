@@ -343,6 +343,26 @@ async def test_a_worker_ends_soon_after_its_last_commit_however_long_reads_may_w
     assert await asyncio.wait_for(ending, 10) is None  # not after the 60 s of a read
 
 
+async def test_an_idle_worker_ends_soon_after_another_completes_the_job(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    # Everything enqueued and read by another worker: this one has nothing to do, and the
+    # job completes with the other's commit, which no read of new entries reports.
+    keys = JobKeys("idle-end")
+    [request] = await _job(client, keys, 1)
+    reply = await client.xreadgroup(GROUP, "other", {keys.requests: ">"}, count=1)
+    token = reply[0][1][0][0].decode()
+    options = WorkerOptions(consumer="w1", prefetch=8, lease_s=3600.0, block_s=60.0)
+    queue = RedisWorkQueue(client, keys, options)
+    workers.append(queue)
+    ending = asyncio.create_task(queue.get())
+    await _eventually(lambda: _calls_at_least(client, "xreadgroup", 3), "reads of an empty stream")
+    assert not ending.done()
+    item = WorkItem(request, enqueued_at=0.0, token=token)
+    await RedisResultStore(client, keys, "other").commit([(item, _result(request))])
+    assert await asyncio.wait_for(ending, 10) is None  # not after the 60 s of a read
+
+
 async def test_a_following_worker_goes_on_after_the_job_completes(
     client: aioredis.Redis, workers: list[RedisWorkQueue]
 ) -> None:

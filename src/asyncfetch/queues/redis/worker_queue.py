@@ -116,6 +116,8 @@ COMMIT_LINGER_S = 0.005
 # How long a worker that still has requests of its own, and finds no new entries, waits
 # for its requests before it reads again and looks whether the job is complete.
 _TAIL_WAIT_S = 0.05
+# How long an idle worker's read waits while the job drains, between looks at its counts.
+_DRAINING_BLOCK_S = 0.1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,6 +157,9 @@ class RedisWorkQueue:
         self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
         self._started = False
         self._stopping = False
+        # All enqueued and none left unread: the job is ending. Assumed until the job's
+        # counts (read after the first empty read) say otherwise.
+        self._draining = True
         self._reader_done = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
@@ -271,9 +276,16 @@ class RedisWorkQueue:
         times out. So it reads without blocking and, if the stream is empty, waits here
         for its own entries to be committed (or for _TAIL_WAIT_S), then the caller looks
         whether the job is complete.
+
+        A worker with nothing of its own while the job drains (everything enqueued and
+        read) waits in Redis only briefly: the job completes when the other workers'
+        last commits land, which no read of new entries would report.
         """
+        block_s = self._options.block_s
+        if self._draining:
+            block_s = min(block_s, _DRAINING_BLOCK_S)
         if self._options.follow or not self.leases.held:
-            return await self._read(">", block_ms=int(self._options.block_s * 1000))
+            return await self._read(">", block_ms=int(block_s * 1000))
         entries = await self._read(">", block_ms=None)
         if not entries:
             await self.leases.wait_released(_TAIL_WAIT_S)
@@ -283,6 +295,7 @@ class RedisWorkQueue:
         if self._options.follow:
             return False
         counts = await retrying(lambda: read_counts(self._client, self._keys), "reading job")
+        self._draining = counts is not None and counts.enqueue_finished
         return counts is not None and counts.complete
 
     async def _read(self, start: str, block_ms: int | None) -> list[Entry]:
