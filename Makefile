@@ -45,9 +45,9 @@ typecheck: $(STAMP)
 # second run installs nothing.
 DEBIAN_TEST_PACKAGES := chromium util-linux jq sqlite3 nginx lighttpd busybox tinyproxy microsocks
 
-# What `make bench` compares against: wrk (the limit) and nginx's echo module (the
+# What `make bench` compares against: wrk (the limit), curl, aria2 and nginx's echo module (the
 # latency workload's delayed answers).
-DEBIAN_BENCH_PACKAGES := wrk nginx libnginx-mod-http-echo curl
+DEBIAN_BENCH_PACKAGES := wrk nginx libnginx-mod-http-echo curl aria2
 
 define install_missing
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
