@@ -363,6 +363,24 @@ async def test_an_idle_worker_ends_soon_after_another_completes_the_job(
     assert await asyncio.wait_for(ending, 10) is None  # not after the 60 s of a read
 
 
+async def test_a_following_worker_waits_its_whole_block_for_new_entries(
+    client: aioredis.Redis, workers: list[RedisWorkQueue]
+) -> None:
+    # The short reads of a draining job are for workers that end with it: one that
+    # follows the job keeps waiting inside Redis for block_s, not polling.
+    keys = JobKeys("follow-block")
+    await _job(client, keys, 0)
+    options = WorkerOptions(consumer="w1", prefetch=8, lease_s=3600.0, block_s=3.0, follow=True)
+    queue = RedisWorkQueue(client, keys, options)
+    workers.append(queue)
+    waiter = asyncio.create_task(queue.get())
+    await _eventually(lambda: _calls_at_least(client, "xreadgroup", 2), "a read of new entries")
+    await asyncio.sleep(1.0)  # ten reads at the draining pace of 100 ms
+    assert await _calls(client, "xreadgroup") <= 3
+    queue.stop()
+    assert await asyncio.wait_for(waiter, 10) is None
+
+
 async def test_a_following_worker_goes_on_after_the_job_completes(
     client: aioredis.Redis, workers: list[RedisWorkQueue]
 ) -> None:

@@ -158,8 +158,9 @@ class RedisWorkQueue:
         self._started = False
         self._stopping = False
         # All enqueued and none left unread: the job is ending. Assumed until the job's
-        # counts (read after the first empty read) say otherwise.
-        self._draining = True
+        # counts (read after the first empty read) say otherwise; a following worker
+        # never ends with the job, so for it the job never drains.
+        self._draining = not options.follow
         self._reader_done = asyncio.Event()
         self._unstarted: dict[str, int] = {}
         self._suspect: str | None = None
