@@ -79,13 +79,16 @@ class Harness:
         )
         self.executor = RequestExecutor(self.transport, settings, rate_limiter=rate_limiter)
 
-    def runner(self, urls: Sequence[str], store: ListStore | None = None) -> Runner:
+    def runner(
+        self, urls: Sequence[str], store: ListStore | None = None, *, linger_s: float = 0.0
+    ) -> Runner:
         queue = MemoryQueue(iter_requests(urls), maxsize=self.settings.limits.concurrency * 2)
         return Runner(
             queue,
             store or ListStore(),
             self.executor,
             concurrency=self.settings.limits.concurrency,
+            linger_s=linger_s,
         )
 
     async def run(self, urls: Sequence[str]) -> tuple[Runner, list[Result]]:
@@ -163,8 +166,7 @@ async def test_a_lingering_writer_commits_at_most_once_per_linger(
     harness = await warmed(server, settings, ["127.0.0.1"])
     store = ListStore()
     urls = [server.url(f"/ok?n={n}") for n in range(300)]
-    queue = MemoryQueue(iter_requests(urls), maxsize=16)
-    runner = Runner(queue, store, harness.executor, concurrency=8, linger_s=0.05)
+    runner = harness.runner(urls, store, linger_s=0.05)
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()

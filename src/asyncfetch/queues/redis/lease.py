@@ -115,11 +115,14 @@ class Leases:
         self._committing.update(tokens)
 
     def release(self, tokens: set[str]) -> None:
-        self._held.difference_update(tokens)
+        self._unhold(tokens)
         self._gone.difference_update(tokens)
         self._committing.difference_update(tokens)
+
+    def _unhold(self, tokens: set[str] | list[str]) -> None:
+        self._held.difference_update(tokens)
         if not self._held:
-            self._none_held.set()
+            self._none_held.set()  # wakes wait_released
 
     def clear(self) -> None:
         self._held.clear()
@@ -213,7 +216,5 @@ class Leases:
         if taken:
             self.lost += len(taken)
             log.warning("%d requests were reclaimed by other workers; skipping them", len(taken))
-            self._held.difference_update(taken)
-            if not self._held:
-                self._none_held.set()
+            self._unhold(taken)
             self._gone.update(taken)

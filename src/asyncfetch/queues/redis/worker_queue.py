@@ -518,8 +518,9 @@ class RedisResultStore:
     async def commit(self, batch: Sequence[Completed]) -> None:
         for chunk in _chunks(batch):
             args: list[str | bytes] = [GROUP, self._consumer, *_packed(chunk)]
+            tokens = {item.token for item, _result in chunk if item.token}
             if self._leases is not None:
-                self._leases.committing({item.token for item, _result in chunk if item.token})
+                self._leases.committing(tokens)
             keys = self._keys
             send = partial(
                 self._commit, keys=[keys.requests, keys.results, keys.meta, keys.ticks], args=args
@@ -529,7 +530,7 @@ class RedisResultStore:
             # already acknowledged the entry with its record.
             self.duplicates += len(chunk) - int(written)
             if self._on_commit is not None:
-                self._on_commit({item.token for item, _result in chunk if item.token})
+                self._on_commit(tokens)
 
     async def aclose(self) -> None:
         """Nothing to flush: every commit is durable in Redis when it returns."""
