@@ -141,12 +141,12 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
 
 def _median_round(rows: list[dict[str, object]]) -> dict[str, object]:
     """The round with the median ratio to fetch, with every round's ratio beside it."""
-    ratios = sorted(float(row["ratio_to_fetch"]) for row in rows)  # type: ignore[arg-type]
-    median = sorted(rows, key=lambda row: float(row["ratio_to_fetch"]))[len(rows) // 2]  # type: ignore[arg-type]
+    ranked = sorted(rows, key=lambda row: float(row["ratio_to_fetch"]))  # type: ignore[arg-type]
+    ratios = [round(float(row["ratio_to_fetch"]), 2) for row in ranked]  # type: ignore[arg-type]
     return {
-        **median,
-        "ratio_to_fetch": round(float(median["ratio_to_fetch"]), 2),  # type: ignore[arg-type]
-        "ratios": [round(ratio, 2) for ratio in ratios],
+        **ranked[len(ranked) // 2],
+        "ratio_to_fetch": ratios[len(ranked) // 2],
+        "ratios": ratios,
     }
 
 
