@@ -33,10 +33,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
-from ...sinks._records import encode_lines_into
 from ..base import NOT_READY, Completed, NotReady, WorkItem
 from ..memory import MemoryQueue
-from .codec import dead_letter_record, decode_request
+from .codec import dead_letter_record
+from .entries import Entry, commit_arguments, decode_entry, fresh_work
 from .jobs import (
     GROUP,
     JobKeys,
@@ -48,8 +48,6 @@ from .jobs import (
 from .lease import DEFAULT_LEASE_S, Leases
 
 log = logging.getLogger("asyncfetch")
-
-Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 # KEYS: requests, results, meta, ticks. ARGV: group, consumer, the entry ids (separated
 # by spaces), the byte lengths of each result's request id and record (likewise), and
@@ -350,18 +348,21 @@ class RedisWorkQueue:
     async def _hand_out(self, entries: list[Entry], *, fresh: bool) -> list[WorkItem]:
         """The entries as work for the engine; dead-letter those delivered too many times
         and give back suspects beyond the one this worker may hold."""
+        now = self._clock()
+        if fresh and self._options.max_deliveries >= 1:
+            # Delivered once: neither suspects nor due for the dead letters.
+            return fresh_work(entries, self.leases, now)
         for entry_id, _fields in entries:
             self.leases.hold(as_text(entry_id))  # renewed from now on, even while queued
-        deliveries = {} if fresh else await self._deliveries([entry for entry, _ in entries])
+        deliveries = await self._deliveries([entry for entry, _ in entries])
         give_back: list[tuple[str, int]] = []
         work: list[WorkItem] = []
-        now = self._clock()
         for entry_id, fields in entries:
             if not fields:
                 self.leases.release({as_text(entry_id)})
                 continue  # deleted from the stream by hand: nothing left to run
             token = as_text(entry_id)
-            item = _decode(fields)
+            item = decode_entry(fields)
             count = deliveries.get(token, 1)
             if count > self._options.max_deliveries:
                 await self._send_to_dead_letters(token, item, fields, count)
@@ -485,17 +486,6 @@ class RedisWorkQueue:
         await script(keys=[self._keys.requests], args=[GROUP, self._options.consumer])
 
 
-def _decode(fields: dict[bytes, bytes]) -> Request | InvalidInput:
-    payload = fields.get(b"r", b"")
-    try:
-        return decode_request(payload)
-    except (ValueError, KeyError, TypeError) as error:
-        # Still owed a record: it becomes an invalid_input result, not a crash loop.
-        message = f"malformed queued request ({type(error).__name__})"
-        raw = payload[:200].decode("utf-8", "replace")
-        return InvalidInput(line=None, message=message, raw=raw)
-
-
 class RedisResultStore:
     """Commits results: XADD each record and XACK its entry in one atomic script."""
 
@@ -517,8 +507,8 @@ class RedisResultStore:
 
     async def commit(self, batch: Sequence[Completed]) -> None:
         for chunk in _chunks(batch):
-            args: list[str | bytes] = [GROUP, self._consumer, *_packed(chunk)]
-            tokens = {item.token for item, _result in chunk if item.token}
+            entry_ids, sizes, packed, tokens = commit_arguments(chunk)
+            args: list[str | bytes] = [GROUP, self._consumer, entry_ids, sizes, packed]
             if self._leases is not None:
                 self._leases.committing(tokens)
             keys = self._keys
@@ -534,25 +524,6 @@ class RedisResultStore:
 
     async def aclose(self) -> None:
         """Nothing to flush: every commit is durable in Redis when it returns."""
-
-
-def _packed(chunk: Sequence[Completed]) -> tuple[str, str, bytes]:
-    """A chunk's entry ids, the lengths of its request ids and records, and those ids
-    and records back to back: the commit script's last three arguments. The records
-    are encoded as the JSONL sink writes them (compiled, and safe for odd values)."""
-    tokens: list[str] = []
-    sizes: list[str] = []
-    packed = bytearray()
-    for item, result in chunk:
-        if item.token is None:
-            raise ValueError("a Redis job item must carry its stream entry id")
-        tokens.append(item.token)
-        record_id = result.id.encode("utf-8", "backslashreplace")
-        packed += record_id
-        start = len(packed)
-        encode_lines_into(packed, (result,))
-        sizes += (str(len(record_id)), str(len(packed) - start - 1))  # not the newline
-    return " ".join(tokens), " ".join(sizes), bytes(packed)
 
 
 def _chunks(batch: Sequence[Completed]) -> list[Sequence[Completed]]:
