@@ -33,7 +33,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..._models import InvalidInput, Request
-from ..base import NOT_READY, Completed, NotReady, WorkItem
+from ..base import Completed, NotReady, WorkItem
 from ..memory import MemoryQueue
 from .codec import dead_letter_record
 from .entries import Entry, commit_arguments, decode_entry, fresh_work
@@ -46,6 +46,7 @@ from .jobs import (
     retrying,
 )
 from .lease import DEFAULT_LEASE_S, Leases
+from .readahead import ReadAhead
 
 log = logging.getLogger("asyncfetch")
 
@@ -150,11 +151,22 @@ class RedisWorkQueue:
         self._keys = keys
         self._options = options
         self._clock = clock
+        self.leases = Leases(client, keys, options.consumer, options.lease_s)
         # The read-ahead: a MemoryQueue fed with batches read from Redis, so that the run
-        # loop takes from it as from a local input (TakesReady: take_nowait below).
+        # loop takes from it as from a local input (TakesReady). The engine calls these two
+        # for every request, so they are the compiled ReadAhead's own methods, with no
+        # interpreted frame of this class in between.
         self._buffer = MemoryQueue(batches=self._entries(), maxsize=options.prefetch, clock=clock)
-        self._started = False
-        self._stopping = False
+        self._read_ahead = ReadAhead(
+            self._buffer,
+            self.leases,
+            on_start=self._start_heartbeat,
+            not_started=self._not_started,
+        )
+        self.take_nowait: Callable[[], WorkItem | NotReady | None] = self._read_ahead.take_nowait
+        self.call_when_ready: Callable[[Callable[[], None]], None] = (
+            self._read_ahead.call_when_ready
+        )
         # All enqueued and none left unread: the job is ending. Assumed until the job's
         # counts (read after the first empty read) say otherwise; a following worker
         # never ends with the job, so for it the job never drains.
@@ -166,7 +178,6 @@ class RedisWorkQueue:
         self._claim_cursor = "0-0"
         self._next_reclaim = 0.0
         self._dead_letter = client.register_script(_DEAD_LETTER)
-        self.leases = Leases(client, keys, options.consumer, options.lease_s)
         self._heartbeat: asyncio.Task[None] | None = None
         self.reclaimed = 0
         self.dead_lettered = 0
@@ -174,39 +185,19 @@ class RedisWorkQueue:
     # -- taking work (WorkQueue, and TakesReady's take_nowait / call_when_ready) --
 
     async def get(self) -> WorkItem | None:
-        self._start()
+        self._read_ahead.start()
         while not self._stopping and (item := await self._buffer.get()) is not None:
             if not self._stopping and await self.leases.may_start(item.token):
                 return item
             self._not_started(item)
         return None
 
-    def take_nowait(self) -> WorkItem | NotReady | None:
-        """The next item; None at the end; NOT_READY if none may be started now (none
-        read yet, or our leases are stale until the next renewal)."""
-        self._start()
-        while self.leases.is_fresh():
-            if self._stopping:
-                return None
-            item = self._buffer.take_nowait()
-            if not isinstance(item, WorkItem):
-                return item
-            if self.leases.ours(item.token):
-                return item
-            self._not_started(item)
-        return NOT_READY
+    @property
+    def _stopping(self) -> bool:
+        return self._read_ahead.stopping
 
-    def call_when_ready(self, callback: Callable[[], None]) -> None:
-        self._start()
-        if self.leases.is_fresh():
-            self._buffer.call_when_ready(callback)
-        else:
-            self.leases.call_when_fresh(callback)
-
-    def _start(self) -> None:
-        if not self._started:
-            self._started = True
-            self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
+    def _start_heartbeat(self) -> None:
+        self._heartbeat = asyncio.create_task(self.leases.run(), name="asyncfetch-leases")
 
     def _not_started(self, item: WorkItem) -> None:
         # Reclaimed by another worker while our leases were stale (theirs now), or
@@ -221,7 +212,7 @@ class RedisWorkQueue:
         (a read blocks for at most ``block_s``), and the engine's waiting tasks get None
         then. Cutting a Redis command short can leave redis-py's connection stuck.
         """
-        self._stopping = True
+        self._read_ahead.stopping = True
         self.leases.stop()
         self._take_unstarted()  # also makes room, so a reader waiting for it goes on
 
@@ -230,7 +221,7 @@ class RedisWorkQueue:
         self.stop()
         if self._heartbeat is not None:
             await self.leases.close(self._heartbeat)
-        if self._started:
+        if self._read_ahead.started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reader_done.wait(), self._options.block_s + 5)
         self._take_unstarted()
@@ -433,7 +424,7 @@ class RedisWorkQueue:
     # -- shutdown ---------------------------------------------------------------------
 
     def _take_unstarted(self) -> None:
-        if not self._started:
+        if not self._read_ahead.started:
             return  # the buffer has read nothing (and must not start reading now)
         while isinstance(item := self._buffer.take_nowait(), WorkItem):
             self._not_started(item)
