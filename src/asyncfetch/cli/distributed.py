@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from .._errors import ConfigError
 from .._models import Request, Response, RunStats
@@ -39,8 +38,9 @@ from .._settings import Settings, Timeouts
 from ..pipeline.executor import RequestExecutor
 from ..pipeline.runner import ResultHook, Runner
 from ..report import politeness
-from ..report.progress import SUMMARY_HOSTS, ProgressReporter, host_lines, summary_lines
+from ..report.progress import SUMMARY_HOSTS, host_lines, summary_lines
 from ..transport.base import Transport
+from .console import LazyConsole, Printer
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .job import FetchJob
 from .options import with_options
@@ -48,6 +48,7 @@ from .run import (
     chain_input_batches,
     check_inputs,
     open_watch,
+    progress_display,
     run_with_exit_codes,
     signal_handler,
     start_metrics,
@@ -74,7 +75,7 @@ redis_option = with_options([JobOptions.redis_url])
 job_option = with_options([JobOptions.job])
 
 
-def say(console: Console, text: str) -> None:
+def say(console: Printer, text: str) -> None:
     console.print(f"asyncfetch: {text}", highlight=False, markup=False)
 
 
@@ -105,7 +106,7 @@ def enqueue_command(
         sys.exit(EXIT_USAGE)
     options = {**request_options, "inputs": inputs or ("-",), "quiet": quiet}
     fetch_job = FetchJob.from_options(options)
-    console = Console(stderr=True)
+    console = LazyConsole()  # rich is imported only if something is shown
     modes = {"append": append, "resume": resume}
     coroutine = _enqueue(fetch_job, redis_url, job, modes, console)
     sys.exit(run_with_exit_codes(coroutine, console))
@@ -116,7 +117,7 @@ async def _enqueue(
     redis_url: str,
     job: str,
     modes: dict[str, bool],
-    console: Console,
+    console: Printer,
 ) -> int:
     from ..queues.redis.enqueue import Enqueuer, begin_enqueue
     from ..queues.redis.jobs import JobKeys, connected, finish_enqueue, redact_redis_url
@@ -199,7 +200,7 @@ def worker_command(
     local.update(metrics_port=metrics_port, metrics_host=metrics_host)
     worker = _Worker(redis_url, job, local, name or f"{socket.gethostname()}-{os.getpid()}")
     worker.lease, worker.max_deliveries, worker.follow = lease, max_deliveries, follow
-    console = Console(stderr=True)
+    console = LazyConsole()  # rich is imported only if something is shown
     sys.exit(run_with_exit_codes(worker.run(console), console))
 
 
@@ -221,7 +222,7 @@ class _Worker:
             del options["concurrency"]
         return FetchJob.from_options(options)
 
-    async def run(self, console: Console) -> int:
+    async def run(self, console: LazyConsole) -> int:
         from ..queues.redis.jobs import JobKeys, connected, load_options
         from ..transport.factory import open_transport, resolve_engine
 
@@ -336,14 +337,14 @@ class _CrashingTransport:
 
 
 async def _run_with_signals(
-    runner: Runner, console: Console, settings: Settings, fetch_job: FetchJob
+    runner: Runner, console: LazyConsole, settings: Settings, fetch_job: FetchJob
 ) -> RunStats:
     loop = asyncio.get_running_loop()
     handler = signal_handler(runner, console, settings.grace_period, quiet=fetch_job.quiet)
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, handler)
     try:
-        async with ProgressReporter(runner.stats.snapshot, console, mode=fetch_job.progress_mode):
+        async with progress_display(fetch_job, runner, console, throttled=None):
             return await runner.run()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -353,7 +354,7 @@ async def _run_with_signals(
 def _report(
     runner: Runner,
     stats: RunStats,
-    console: Console,
+    console: Printer,
     extra: dict[str, Any],
     limits: list[str],
     *,

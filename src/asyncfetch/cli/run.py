@@ -297,7 +297,7 @@ async def _run_with_signals(
     if job.progress_mode != "off":
         estimator = asyncio.create_task(_estimate_total(job, runner, already_done))
     try:
-        async with _progress(job, runner, console, throttled):
+        async with progress_display(job, runner, console, throttled):
             return await runner.run()
     finally:
         if estimator is not None:
@@ -307,9 +307,10 @@ async def _run_with_signals(
             loop.remove_signal_handler(signum)
 
 
-def _progress(
-    job: FetchJob, runner: Runner, console: LazyConsole, throttled: Callable[[], int]
+def progress_display(
+    job: FetchJob, runner: Runner, console: LazyConsole, throttled: Callable[[], int] | None
 ) -> AbstractAsyncContextManager[object]:
+    """The run's progress bar or lines, as ``job`` asks (none for "off")."""
     # "off" shows nothing, so no reporter: its console would import rich for nothing.
     if job.progress_mode == "off":
         return nullcontext()
