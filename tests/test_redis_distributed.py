@@ -23,6 +23,7 @@ from asyncfetch.queues.redis.jobs import JobKeys, job_status
 
 from .cli_helpers import cli_env, read_jsonl, run_cli
 from .recording_server import RecordingServer
+from .redis_results import stored_results
 from .redis_server import RedisServer, free_port, running_redis
 
 KILL_ROUNDS = int(os.environ.get("ASYNCFETCH_KILL_ROUNDS", "3"))
@@ -86,10 +87,10 @@ async def collect(redis: RedisServer, job: str, out: Path) -> list[dict[str, Any
 async def results_by_worker(redis: RedisServer, job: str) -> Counter[str]:
     client = aioredis.Redis.from_url(redis.url)
     try:
-        entries = await client.xrange(JobKeys(job).results)
+        stored = await stored_results(client, JobKeys(job).results)
     finally:
         await client.aclose()
-    return Counter(fields[b"by"].decode() for _entry, fields in entries)
+    return Counter(row.by for row in stored)
 
 
 def assert_exactly_once(records: list[dict[str, Any]], urls: Sequence[str]) -> None:
@@ -149,7 +150,7 @@ async def test_kill_9_loses_nothing_and_duplicates_nothing(
     assert sum(w.summary("reclaimed") for w in workers) > 0  # the dead ones' entries moved
     client = aioredis.Redis.from_url(redis_server.url)
     try:
-        assert await client.xlen(JobKeys("kill").results) == len(urls)
+        assert len(await stored_results(client, JobKeys("kill").results)) == len(urls)
     finally:
         await client.aclose()
 

@@ -14,9 +14,9 @@ from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.queues.redis.codec import (
     decode_request,
-    decode_result,
     encode_request,
 )
+from asyncfetch.queues.redis.collect import ResultReader
 from asyncfetch.queues.redis.jobs import (
     GROUP,
     JobKeys,
@@ -24,10 +24,12 @@ from asyncfetch.queues.redis.jobs import (
     create_job,
     finish_enqueue,
     job_status,
+    read_counts,
 )
 from asyncfetch.queues.redis.rate import RedisRateLimiter
 from asyncfetch.queues.redis.worker_queue import RedisResultStore
 
+from .redis_results import stored_results
 from .redis_server import RedisServer
 
 
@@ -47,11 +49,10 @@ def test_requests_survive_the_trip_through_json() -> None:
     assert (decoded.line, decoded.message, decoded.record_id) == (3, "bad url", bad.record_id)
 
 
-async def test_records_committed_together_come_back_each_whole(client: aioredis.Redis) -> None:
-    # One commit packs the ids and records of many results into one argument: ids with
-    # spaces, newlines, non-ASCII or JSON in them, and odd meta, must not shift a byte.
-    keys = JobKeys("packed")
-    ids = ["plain", "with space", "two\nlines", "é 𝄞 ü", "1", '{"json": "id"}']
+async def _odd_job(
+    client: aioredis.Redis, keys: JobKeys, ids: list[str]
+) -> list[tuple[WorkItem, Result]]:
+    """A job of requests with these ids, all read by worker "w", and a result for each."""
     await create_job(client, keys, {"retries": 0}, append=False)
     requests = [
         Request.create(f"http://127.0.0.1/{n}", id=record_id, meta={"n": n, "s": "a b\nc"})
@@ -61,23 +62,57 @@ async def test_records_committed_together_come_back_each_whole(client: aioredis.
     await finish_enqueue(client, keys)
     reply = await client.xreadgroup(GROUP, "w", {keys.requests: ">"}, count=len(ids))
     tokens = [entry_id.decode() for entry_id, _fields in reply[0][1]]
-    results = [
-        failure_result(
-            request, "timeout", "slow", attempts=2, timings=Timings(total_ms=5.0), started_at="t"
+    timings = Timings(total_ms=5.0)
+    return [
+        (
+            WorkItem(request, enqueued_at=0.0, token=token),
+            failure_result(request, "timeout", "slow", attempts=2, timings=timings, started_at=""),
         )
-        for request in requests
-    ]
-    items = [
-        WorkItem(request, enqueued_at=0.0, token=token)
         for request, token in zip(requests, tokens, strict=True)
     ]
-    await RedisResultStore(client, keys, "w").commit(list(zip(items, results, strict=True)))
-    stored = [fields for _entry_id, fields in await client.xrange(keys.results)]
-    assert [fields[b"id"].decode() for fields in stored] == ids
-    assert [fields[b"entry"].decode() for fields in stored] == tokens
-    assert [decode_result(fields[b"r"]).to_record() for fields in stored] == [
-        result.to_record() for result in results
+
+
+# Ids with spaces, newlines, non-ASCII or JSON in them, and odd meta: one commit packs the
+# records of many results into one argument and one results entry, and none of these may
+# shift a byte.
+ODD_IDS = ["plain", "with space", "two\nlines", "é 𝄞 ü", "1", '{"json": "id"}']
+
+
+async def test_records_committed_together_come_back_each_whole(client: aioredis.Redis) -> None:
+    keys = JobKeys("packed")
+    completed = await _odd_job(client, keys, ODD_IDS)
+    await RedisResultStore(client, keys, "w").commit(completed)
+    stored = await stored_results(client, keys.results)
+    assert [row.record["id"] for row in stored] == ODD_IDS
+    assert [row.entry for row in stored] == [item.token for item, _result in completed]
+    assert [Result.from_record(row.record).to_record() for row in stored] == [
+        result.to_record() for _item, result in completed
     ]
+    collected = [c async for batch in ResultReader(client, keys).batches() for c in batch]
+    assert [c.result.to_record() for c in collected] == [
+        result.to_record() for _item, result in completed
+    ]
+
+
+async def test_a_commit_keeps_only_the_records_of_entries_it_acknowledged(
+    client: aioredis.Redis,
+) -> None:
+    # Two of the entries were committed by another worker first (it had reclaimed them):
+    # this commit writes the other four, cut whole out of the packed records.
+    keys = JobKeys("partly")
+    completed = await _odd_job(client, keys, ODD_IDS)
+    other = RedisResultStore(client, keys, "other")
+    await other.commit([completed[1], completed[3]])
+    store = RedisResultStore(client, keys, "w")
+    await store.commit(completed)
+    assert store.duplicates == 2
+    stored = await stored_results(client, keys.results)
+    mine = [row for row in stored if row.by == "w"]
+    kept = [completed[n] for n in (0, 2, 4, 5)]
+    assert [row.entry for row in mine] == [item.token for item, _result in kept]
+    assert [row.record for row in mine] == [result.to_record() for _item, result in kept]
+    assert sorted(row.record["id"] for row in stored) == sorted(ODD_IDS)  # once each
+    assert (await read_counts(client, keys)).done == len(ODD_IDS)  # type: ignore[union-attr]
 
 
 async def _job_with_one_request(client: aioredis.Redis, keys: JobKeys) -> tuple[str, Request]:
@@ -105,7 +140,7 @@ async def test_an_entry_finished_twice_gets_one_record(client: aioredis.Redis) -
     await fast.commit([(item, _result(request))])
     await slow.commit([(item, _result(request))])
     await fast.commit([(item, _result(request))])  # a resend after a lost reply
-    assert await client.xlen(keys.results) == 1
+    assert len(await stored_results(client, keys.results)) == 1
     assert (fast.duplicates, slow.duplicates) == (1, 1)
 
 

@@ -2,9 +2,10 @@
 
 Imports redis, as only the ``queues/redis/`` package may (see ``jobs.py``).
 
-The results stream holds one record per stream entry (see ``worker_queue.py``); records
-must still be deduplicated by request id, because an input may list the same request
-twice and a reader must see exactly one record per id. That is the caller's part (the
+The results stream holds one record per request entry, the records of one commit in one
+results entry as JSON lines (see ``worker_queue.py``); records must still be
+deduplicated by request id, because an input may list the same request twice and a
+reader must see exactly one record per id. That is the caller's part (the
 ``collect`` command does it with its resume journal, in bounded memory). Dead-lettered
 requests become records too (``error.kind = "internal"``), so that every request has its
 record.
@@ -21,7 +22,15 @@ from typing import Any
 from ..._errors import ConfigError
 from ..._models import Result
 from .codec import dead_letter_result, decode_result
-from .jobs import JobKeys, Redis, as_text, read_counts, retrying, stream_id_key
+from .jobs import (
+    RECORDS_PER_RESULTS_ENTRY,
+    JobKeys,
+    Redis,
+    as_text,
+    read_counts,
+    retrying,
+    stream_id_key,
+)
 
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
@@ -58,7 +67,9 @@ class ResultReader:
         self._client = client
         self._keys = keys
         self._follow = follow
-        self._batch_size = batch_size
+        # Entries per read: a results entry holds up to RECORDS_PER_RESULTS_ENTRY records
+        # (a dead-letter entry one), so a batch holds at most about batch_size records.
+        self._entries_per_read = max(1, batch_size // RECORDS_PER_RESULTS_ENTRY)
         self._poll_s = poll_s
         streams = [keys.results, keys.dead] if include_dead else [keys.results]
         start = positions or {}
@@ -98,9 +109,8 @@ class ResultReader:
         self, ends: dict[str, tuple[int, int]]
     ) -> AsyncIterator[list[Collected]]:
         while wanted := self._behind(ends):
-            reply: Any = await retrying(
-                partial(self._client.xread, wanted, count=self._batch_size), "reading results"
-            )
+            read = partial(self._client.xread, wanted, count=self._entries_per_read)
+            reply: Any = await retrying(read, "reading results")
             batch: list[Collected] = []
             for stream_name, entries in reply or []:
                 stream = as_text(stream_name)
@@ -123,5 +133,7 @@ class ResultReader:
                 for _entry_id, fields in entries
             ]
         return [
-            Collected(decode_result(fields[b"r"]), dead=False) for _entry_id, fields in entries
+            Collected(decode_result(line), dead=False)
+            for _entry_id, fields in entries
+            for line in fields[b"r"].splitlines()
         ]

@@ -47,9 +47,9 @@ def fresh_work(entries: list[Entry], leases: Leases, enqueued_at: float) -> list
 
 
 def commit_arguments(chunk: Sequence[Completed]) -> tuple[str, str, bytes, set[str]]:
-    """A chunk's entry ids, the lengths of its request ids and records, and those ids and
-    records back to back (the commit script's last three arguments), and the set of the
-    entry ids. The records are encoded as the JSONL sink writes them (safe for odd values)."""
+    """A chunk's entry ids, the lengths of their records, and those records back to back
+    (the commit script's last three arguments), and the set of the entry ids. Records are
+    encoded as the JSONL sink writes them, one line each (safe for odd values)."""
     tokens: list[str] = []
     sizes: list[str] = []
     packed = bytearray()
@@ -58,10 +58,7 @@ def commit_arguments(chunk: Sequence[Completed]) -> tuple[str, str, bytes, set[s
         if token is None:
             raise ValueError("a Redis job item must carry its stream entry id")
         tokens.append(token)
-        record_id = result.id.encode("utf-8", "backslashreplace")
-        packed += record_id
         start = len(packed)
         encode_lines_into(packed, (result,))
-        sizes.append(str(len(record_id)))
-        sizes.append(str(len(packed) - start - 1))  # not the newline
+        sizes.append(str(len(packed) - start))
     return " ".join(tokens), " ".join(sizes), bytes(packed), set(tokens)

@@ -38,6 +38,9 @@ T = TypeVar("T")
 Redis = aioredis.Redis
 
 GROUP = "workers"
+# At most this many records share one entry of the results stream (a worker commits its
+# results in chunks of this many): readers size their reads by it.
+RECORDS_PER_RESULTS_ENTRY = 100
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,

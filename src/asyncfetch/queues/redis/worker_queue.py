@@ -10,10 +10,11 @@ Delivery guarantees, and why they hold:
   and after the lease other workers take them over with XAUTOCLAIM. Nothing is lost.
 * The atomic step is a Lua script, which Redis runs exactly as it runs MULTI/EXEC
   (nothing else runs in between). A script is used rather than MULTI because it can make
-  each XADD of a result conditional on its XACK having taken effect: when a slow worker
+  each result's record conditional on its XACK having taken effect: when a slow worker
   and the worker that reclaimed its entry both finish, or a commit is resent after a lost
   reply, only the first writes a record. The results stream therefore holds one record
-  per entry, and ``collect`` still deduplicates by request id.
+  per request entry (a commit's records share one results entry, one JSON line each),
+  and ``collect`` still deduplicates by request id.
 * The lease is short (12 s by default) because a live worker renews it for every entry it
   holds (``lease.py``): a dead worker's entries are running elsewhere within
   seconds, and a live worker's request is never reclaimed however long it takes.
@@ -39,6 +40,7 @@ from .codec import dead_letter_record
 from .entries import Entry, commit_arguments, decode_entry, fresh_work
 from .jobs import (
     GROUP,
+    RECORDS_PER_RESULTS_ENTRY,
     JobKeys,
     Redis,
     as_text,
@@ -51,27 +53,40 @@ from .readahead import ReadAhead
 log = logging.getLogger("asyncfetch")
 
 # KEYS: requests, results, meta, ticks. ARGV: group, consumer, the entry ids (separated
-# by spaces), the byte lengths of each result's request id and record (likewise), and
-# those ids and records back to back, each record followed by a newline (the JSON line
-# of the JSONL sink). Three arguments per result, each encoded by redis-py one at a
-# time, had cost a worker more CPU than the rest of the commit.
+# by spaces), the byte lengths of their records (likewise), and those records back to
+# back, each a JSON line ending in a newline (the JSONL sink's). Three arguments per
+# result, each encoded by redis-py one at a time, had cost a worker more CPU than the
+# rest of the commit.
+#
+# The records of one commit go into one entry of the results stream (fields n, by,
+# entries, r): an XADD and its copy of the record per result had been half of Redis' work
+# per request. When every entry is acknowledged (the usual case) the records are added as
+# they came; otherwise only those whose XACK took effect are cut out and kept.
 _COMMIT = """
-local blob, at, written = ARGV[5], 1, 0
-local sizes = {}
-for size in string.gmatch(ARGV[4], '%d+') do sizes[#sizes + 1] = tonumber(size) end
-local n = 1
+local ids, acked, all = {}, {}, true
 for entry in string.gmatch(ARGV[3], '%S+') do
-  local id = string.sub(blob, at, at + sizes[n] - 1)
-  at = at + sizes[n]
-  local record = string.sub(blob, at, at + sizes[n + 1] - 1)
-  at = at + sizes[n + 1] + 1
-  n = n + 2
-  if redis.call('XACK', KEYS[1], ARGV[1], entry) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', id, 'entry', entry, 'by', ARGV[2], 'r', record)
-    written = written + 1
+  local ok = redis.call('XACK', KEYS[1], ARGV[1], entry) == 1
+  ids[#ids + 1] = entry
+  acked[#ids] = ok
+  all = all and ok
+end
+local written, entries, records = #ids, ARGV[3], ARGV[5]
+if not all then
+  local kept_ids, kept, at, n = {}, {}, 1, 0
+  for size in string.gmatch(ARGV[4], '%d+') do
+    n = n + 1
+    local length = tonumber(size)
+    if acked[n] then
+      kept_ids[#kept_ids + 1] = ids[n]
+      kept[#kept + 1] = string.sub(ARGV[5], at, at + length - 1)
+    end
+    at = at + length
   end
+  written, entries, records = #kept, table.concat(kept_ids, ' '), table.concat(kept)
 end
 if written > 0 then
+  redis.call('XADD', KEYS[2], '*', 'n', written, 'by', ARGV[2], 'entries', entries,
+             'r', records)
   redis.call('HINCRBY', KEYS[3], 'done', written)
   local tick = redis.call('XADD', KEYS[4], '*', 'n', written)
   local millis = tonumber(string.match(tick, '^(%d+)'))
@@ -105,7 +120,6 @@ return -1
 # poison crashes it, innocent suspects are not in its hands and do not collect deliveries
 # towards the dead-letter limit (which should therefore be at least this number).
 SUSPECT_FROM = 3
-_COMMIT_CHUNK_ITEMS = 100
 _RELEASED_IDLE_MS = 30 * 24 * 3600 * 1000  # longer than any sensible lease
 _COMMIT_CHUNK_BYTES = 4 * 1024 * 1024
 # How long the writer lets results gather between two commits: each commit is a round
@@ -523,7 +537,8 @@ def _chunks(batch: Sequence[Completed]) -> list[Sequence[Completed]]:
     start = size = 0
     for index, (_item, result) in enumerate(batch):
         size += result.bytes + 512
-        if index > start and (index - start >= _COMMIT_CHUNK_ITEMS or size > _COMMIT_CHUNK_BYTES):
+        full = index - start >= RECORDS_PER_RESULTS_ENTRY or size > _COMMIT_CHUNK_BYTES
+        if index > start and full:
             chunks.append(batch[start:index])
             start, size = index, result.bytes + 512
     if start < len(batch):
