@@ -13,6 +13,7 @@ from asyncfetch._models import InvalidInput, Request, Result, Timings
 from asyncfetch.policy.records import failure_result
 from asyncfetch.queues.base import WorkItem
 from asyncfetch.queues.redis.codec import (
+    dead_letter_record,
     decode_request,
     encode_request,
 )
@@ -113,6 +114,30 @@ async def test_a_commit_keeps_only_the_records_of_entries_it_acknowledged(
     assert [row.record for row in mine] == [result.to_record() for _item, result in kept]
     assert sorted(row.record["id"] for row in stored) == sorted(ODD_IDS)  # once each
     assert (await read_counts(client, keys)).done == len(ODD_IDS)  # type: ignore[union-attr]
+
+
+async def test_collected_batches_stay_within_their_size(client: aioredis.Redis) -> None:
+    # 450 records in entries of up to 100 and 300 dead letters of one each, read in
+    # batches of at most 200 records: every record comes back once, in bounded batches.
+    keys = JobKeys("batches")
+    completed = await _odd_job(client, keys, [f"r{n}" for n in range(450)])
+    store = RedisResultStore(client, keys, "w")
+    for start in range(0, 450, 150):
+        await store.commit(completed[start : start + 150])
+    dead = [Request.create(f"http://127.0.0.1/dead/{n}") for n in range(300)]
+    for n, request in enumerate(dead):
+        record = dead_letter_record(request, f"0-{n + 1}", 5, "crashed")
+        fields = {"id": request.id, "entry": f"0-{n + 1}", "r": record}
+        await client.xadd(keys.dead, {**fields, "request": encode_request(request)})
+    batches = [batch async for batch in ResultReader(client, keys, batch_size=200).batches()]
+    assert max(len(batch) for batch in batches) <= 200
+    assert len(batches) <= 6  # in few reads: the dead letters too come 200 at a time
+    collected = [c for batch in batches for c in batch]
+    assert sorted(c.result.id for c in collected if not c.dead) == sorted(
+        item.request.id  # type: ignore[union-attr]
+        for item, _result in completed
+    )
+    assert sorted(c.result.id for c in collected if c.dead) == sorted(r.id for r in dead)
 
 
 async def _job_with_one_request(client: aioredis.Redis, keys: JobKeys) -> tuple[str, Request]:

@@ -67,11 +67,14 @@ class ResultReader:
         self._client = client
         self._keys = keys
         self._follow = follow
-        # Entries per read: a results entry holds up to RECORDS_PER_RESULTS_ENTRY records
-        # (a dead-letter entry one), so a batch holds at most about batch_size records.
-        self._entries_per_read = max(1, batch_size // RECORDS_PER_RESULTS_ENTRY)
         self._poll_s = poll_s
         streams = [keys.results, keys.dead] if include_dead else [keys.results]
+        # Entries per read: a results entry holds up to RECORDS_PER_RESULTS_ENTRY records
+        # and a dead-letter entry one, so a batch (one read) holds at most batch_size.
+        self._entries_per_read = {
+            keys.results: max(1, batch_size // RECORDS_PER_RESULTS_ENTRY),
+            keys.dead: batch_size,
+        }
         start = positions or {}
         self.positions: dict[str, str] = {name: start.get(name, "0-0") for name in streams}
         self.complete = False
@@ -109,16 +112,17 @@ class ResultReader:
         self, ends: dict[str, tuple[int, int]]
     ) -> AsyncIterator[list[Collected]]:
         while wanted := self._behind(ends):
-            read = partial(self._client.xread, wanted, count=self._entries_per_read)
-            reply: Any = await retrying(read, "reading results")
-            batch: list[Collected] = []
-            for stream_name, entries in reply or []:
-                stream = as_text(stream_name)
-                self.positions[stream] = as_text(entries[-1][0])
-                batch += self._decode(stream, entries)
-            yield batch
+            for stream, position in wanted.items():
+                count = self._entries_per_read[stream]
+                read = partial(self._client.xread, {stream: position}, count=count)
+                reply: Any = await retrying(read, "reading results")
+                batch: list[Collected] = []
+                for _stream, entries in reply or []:
+                    self.positions[stream] = as_text(entries[-1][0])
+                    batch += self._decode(stream, entries)
+                yield batch
 
-    def _behind(self, ends: dict[str, tuple[int, int]]) -> dict[Any, Any]:
+    def _behind(self, ends: dict[str, tuple[int, int]]) -> dict[str, str]:
         """The streams not yet read up to ``ends``, with the position to read from."""
         return {
             stream: position
