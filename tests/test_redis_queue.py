@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
 import redis.asyncio as aioredis
 
 from asyncfetch._models import InvalidInput, Request, Result, Timings
@@ -114,6 +115,23 @@ async def test_a_commit_keeps_only_the_records_of_entries_it_acknowledged(
     assert [row.record for row in mine] == [result.to_record() for _item, result in kept]
     assert sorted(row.record["id"] for row in stored) == sorted(ODD_IDS)  # once each
     assert (await read_counts(client, keys)).done == len(ODD_IDS)  # type: ignore[union-attr]
+
+
+async def test_results_entries_of_the_one_record_form_are_read_too(
+    client: aioredis.Redis,
+) -> None:
+    # A job whose results were partly written by an earlier version (one record per entry,
+    # no newline) and partly by this one (a commit's records as JSON lines in one entry).
+    keys = JobKeys("forms")
+    completed = await _odd_job(client, keys, ODD_IDS)
+    old_item, old_result = completed[0]
+    old = {"id": old_result.id, "entry": str(old_item.token), "by": "old"}
+    await client.xadd(keys.results, {**old, "r": orjson.dumps(old_result.to_record())})
+    await RedisResultStore(client, keys, "w").commit(completed[1:])
+    collected = [c async for batch in ResultReader(client, keys).batches() for c in batch]
+    assert [c.result.to_record() for c in collected] == [
+        result.to_record() for _item, result in completed
+    ]
 
 
 async def test_collected_batches_stay_within_their_size(client: aioredis.Redis) -> None:
