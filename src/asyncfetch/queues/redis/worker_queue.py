@@ -492,7 +492,8 @@ class RedisWorkQueue:
 
 
 class RedisResultStore:
-    """Commits results: XADD each record and XACK its entry in one atomic script."""
+    """Commits results: XACK their entries and XADD their records (one results entry per
+    chunk) in one atomic script."""
 
     def __init__(
         self,
